@@ -1,0 +1,97 @@
+// Package sql holds syncd's schema as ordered, embedded migrations and the
+// function that applies them.
+//
+// Migrations are additive: they create what is missing and never drop or rewrite
+// data. They are applied with tern's migrate package, which serialises
+// concurrent runs with a session advisory lock on the one connection it uses.
+package sql
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// VersionTable is the table in which the applied schema version is kept.
+const VersionTable = "public.syncd_schema_version"
+
+// Channel is the LISTEN/NOTIFY channel the employees triggers signal on.
+const Channel = "auth0_outbox"
+
+// Publication is the publication of auth0_outbox inserts used by replication mode.
+const Publication = "syncd_outbox"
+
+// Result says what Migrate did.
+type Result struct {
+	From, To int32 // schema version before and after
+}
+
+// Migrate brings the database behind conn to the newest schema version. It is
+// safe to call concurrently from several processes and a no-op when the schema
+// is current.
+func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
+	m, err := newMigrator(ctx, conn)
+	if err != nil {
+		return Result{}, err
+	}
+	from, err := m.GetCurrentVersion(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("read schema version: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return Result{}, fmt.Errorf("migrate: %w", err)
+	}
+	to, err := m.GetCurrentVersion(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("read schema version: %w", err)
+	}
+	return Result{From: from, To: to}, nil
+}
+
+// MigrateURL connects to url and applies Migrate.
+func MigrateURL(ctx context.Context, url string) (Result, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return Result{}, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return Migrate(ctx, conn)
+}
+
+// Latest is the newest schema version this build knows.
+func Latest() int32 {
+	names, err := migrate.FindMigrations(sub())
+	if err != nil {
+		panic(err) // the embedded files are part of the build
+	}
+	return int32(len(names))
+}
+
+// Files is the embedded migrations directory.
+func Files() fs.FS { return sub() }
+
+func sub() fs.FS {
+	f, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+func newMigrator(ctx context.Context, conn *pgx.Conn) (*migrate.Migrator, error) {
+	m, err := migrate.NewMigrator(ctx, conn, VersionTable)
+	if err != nil {
+		return nil, fmt.Errorf("prepare schema version table: %w", err)
+	}
+	if err := m.LoadMigrations(sub()); err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return m, nil
+}
