@@ -47,7 +47,7 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 	}
 	for _, col := range []string{"id", "name", "email", "department", "phone_number", "connecteam_id", "auth0_user_id",
 		"auth0_account_created_at", "auth0_sync_status", "role_code", "active", "auth0_sync_error", "auth0_synced_at",
-		"auth0_sync_attempts", "auth0_next_attempt_at"} {
+		"auth0_sync_attempts", "auth0_next_attempt_at", "auth0_synced_state"} {
 		require.Equal(t, 1, count(t, conn, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'employees' AND column_name = $1", col), col)
 	}
 	require.Equal(t, 1, count(t, conn, "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'auth0_outbox'", syncdsql.Publication))
@@ -195,7 +195,7 @@ func TestTriggers(t *testing.T) {
 		exec("UPDATE employees SET "+change+" WHERE id = $1", id)
 		require.Equal(t, before+1, outbox(), change)
 		require.Equal(t, "pending", status(id), change)
-		require.Equal(t, 0, count(t, conn, "SELECT auth0_sync_attempts FROM employees WHERE id = $1", id), change)
+		require.Equal(t, 2, count(t, conn, "SELECT auth0_sync_attempts FROM employees WHERE id = $1", id), change+": attempts survive a change")
 	}
 
 	exec("UPDATE employees SET auth0_user_id = 'auth0|0123456789abcdef01234567' WHERE id = $1", id)

@@ -28,6 +28,10 @@ ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_sync_error text;
 ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_synced_at timestamptz;
 ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_sync_attempts integer NOT NULL DEFAULT 0;
 ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_next_attempt_at timestamptz;
+-- The Auth0 state syncd last applied (its own desired state, managed keys
+-- only): lets a row change be converged without reading Auth0 first. NULL
+-- means "read Auth0 before acting" (never synced, after a failure, or drift).
+ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_synced_state jsonb;
 
 ALTER TABLE employees ALTER COLUMN auth0_sync_status SET DEFAULT 'pending';
 
@@ -78,13 +82,14 @@ CREATE INDEX IF NOT EXISTS employees_auth0_sync_status_idx ON employees (auth0_s
 CREATE INDEX IF NOT EXISTS employees_auth0_user_id_idx ON employees (auth0_user_id);
 
 -- A real change to a desired-state column marks the row pending and clears the
--- retry state; the statement triggers below write the outbox rows.
+-- retry time; the statement triggers below write the outbox rows.
+-- auth0_sync_attempts is kept on purpose: it counts attempts since the last
+-- success, and a non-zero count tells the reconciler that an earlier attempt
+-- may have created an account whose answer was lost, so it must look first.
 CREATE OR REPLACE FUNCTION syncd_employees_mark_pending() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.auth0_sync_status := 'pending';
-    NEW.auth0_sync_error := NULL;
-    NEW.auth0_sync_attempts := 0;
     NEW.auth0_next_attempt_at := NULL;
     RETURN NEW;
 END;
