@@ -130,3 +130,14 @@ type ExportField struct {
 // ExportedUser is one line of a users export in JSON (NDJSON) format: the
 // requested fields, raw.
 type ExportedUser map[string]json.RawMessage
+
+// ExportRequest are the parameters of a users export (POST
+// /api/v2/jobs/users-exports); the format is always JSON (NDJSON).
+type ExportRequest struct {
+	// ConnectionID limits the export to one connection (con_…); empty is all.
+	ConnectionID string
+	// Fields to export; empty means Auth0's default set.
+	Fields []ExportField
+	// Limit caps the number of users; 0 is all.
+	Limit int
+}
