@@ -1,0 +1,173 @@
+package reconcile
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DeprovisionMode is what happens to the account of an employee who leaves.
+type DeprovisionMode string
+
+// Deprovision modes.
+const (
+	DeprovisionBlock  DeprovisionMode = "block"  // blocked: true, app_metadata.sync_status: terminated
+	DeprovisionDelete DeprovisionMode = "delete" // DELETE /api/v2/users/{id}
+)
+
+// AdoptPolicy is what happens when an account with the employee's email exists
+// in the connection but carries no app_metadata.employee_id.
+type AdoptPolicy string
+
+// Adoption policies.
+const (
+	AdoptConflict AdoptPolicy = "conflict" // mark the row conflict; a person decides
+	AdoptAccount  AdoptPolicy = "adopt"    // take the account over
+)
+
+// UsernameMode says whether accounts get a username.
+type UsernameMode string
+
+// Username modes.
+const (
+	UsernameOff       UsernameMode = "off"        // Auth0's default connection rejects usernames
+	UsernameLocalPart UsernameMode = "local-part" // the email's local part, made valid
+)
+
+// DeprovisionGuard is consulted before an account is blocked or deleted; a
+// non-nil error refuses it (the mass-deprovision guard). Nil allows all.
+type DeprovisionGuard interface {
+	AllowDeprovision(ctx context.Context, employeeID int64) error
+}
+
+// Config is how the reconciler maps rows to Auth0. The zero value, after
+// WithDefaults, is the reference guide's mapping.
+type Config struct {
+	// Connection is the Auth0 database connection accounts live in.
+	Connection string
+	// Username is off, or the email's local part (for a connection that
+	// requires usernames).
+	Username UsernameMode
+	// UsernameMaxLength is the connection's username length limit (Auth0's default 15).
+	UsernameMaxLength int
+	// Roles maps role_code to the Auth0 role name granted. Roles outside this
+	// mapping are never touched.
+	Roles map[string]string
+	// Timezone is user_metadata.timezone at creation.
+	Timezone string
+	// CreatedBy is app_metadata.created_by; accounts carrying it are managed.
+	CreatedBy string
+	// Deprovision is block (default) or delete.
+	Deprovision DeprovisionMode
+	// Adopt decides about an account with the same email and no employee_id.
+	Adopt AdoptPolicy
+	// RetryBase and RetryMax bound the backoff of transient failures.
+	RetryBase, RetryMax time.Duration
+	// Timeout bounds one reconcile, Auth0 calls and all (default 2m).
+	Timeout time.Duration
+	// Guard, if set, may refuse deprovisioning.
+	Guard DeprovisionGuard
+	// Logger receives one line per reconcile that changed something.
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// DefaultRoles is the reference guide's mapping.
+var DefaultRoles = map[string]string{"associate": "production_associate"}
+
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	c.Connection = cmp.Or(c.Connection, "Username-Password-Authentication")
+	c.Username = cmp.Or(c.Username, UsernameOff)
+	c.UsernameMaxLength = cmp.Or(c.UsernameMaxLength, 15)
+	if len(c.Roles) == 0 {
+		c.Roles = maps.Clone(DefaultRoles)
+	}
+	c.Timezone = cmp.Or(c.Timezone, "America/Chicago")
+	c.CreatedBy = cmp.Or(c.CreatedBy, "productivity_system")
+	c.Deprovision = cmp.Or(c.Deprovision, DeprovisionBlock)
+	c.Adopt = cmp.Or(c.Adopt, AdoptConflict)
+	c.RetryBase = cmp.Or(c.RetryBase, 2*time.Second)
+	c.RetryMax = cmp.Or(c.RetryMax, 10*time.Minute)
+	c.Timeout = cmp.Or(c.Timeout, 2*time.Minute)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate checks c (after WithDefaults); errors name the setting.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Username {
+	case UsernameOff, UsernameLocalPart:
+	default:
+		errs = append(errs, fmt.Errorf("username: must be off or local-part, got %q", c.Username))
+	}
+	switch c.Deprovision {
+	case DeprovisionBlock, DeprovisionDelete:
+	default:
+		errs = append(errs, fmt.Errorf("deprovision: must be block or delete, got %q", c.Deprovision))
+	}
+	switch c.Adopt {
+	case AdoptConflict, AdoptAccount:
+	default:
+		errs = append(errs, fmt.Errorf("adopt: must be conflict or adopt, got %q", c.Adopt))
+	}
+	if c.UsernameMaxLength < 1 || c.UsernameMaxLength > 128 {
+		errs = append(errs, fmt.Errorf("username max length: must be 1..128, got %d", c.UsernameMaxLength))
+	}
+	for code, role := range c.Roles {
+		if strings.TrimSpace(code) == "" || strings.TrimSpace(role) == "" {
+			errs = append(errs, fmt.Errorf("roles: %q=%q: role code and role name must not be empty", code, role))
+		}
+	}
+	if _, err := time.LoadLocation(c.Timezone); err != nil {
+		errs = append(errs, fmt.Errorf("timezone: %q is not an IANA time zone", c.Timezone))
+	}
+	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
+		errs = append(errs, fmt.Errorf("retry backoff: need 0 < base <= max, got %s and %s", c.RetryBase, c.RetryMax))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseRoles parses "code=Role Name,code2=Other" into a mapping.
+func ParseRoles(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		code, role, ok := strings.Cut(part, "=")
+		code, role = strings.TrimSpace(code), strings.TrimSpace(role)
+		if !ok || code == "" || role == "" {
+			return nil, fmt.Errorf("%q: want role_code=Auth0 role name", part)
+		}
+		if _, dup := m[code]; dup {
+			return nil, fmt.Errorf("%q: role code %q mapped twice", part, code)
+		}
+		m[code] = role
+	}
+	if len(m) == 0 {
+		return nil, errors.New("no role mapping given")
+	}
+	return m, nil
+}
+
+// managedRoles is the set of role names syncd owns, sorted.
+func (c Config) managedRoles() []string {
+	names := slices.Collect(maps.Values(c.Roles))
+	slices.Sort(names)
+	return slices.Compact(names)
+}

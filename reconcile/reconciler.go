@@ -1,0 +1,465 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/big"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncd/syncd/auth0"
+)
+
+// Result is the kind of outcome of one reconcile.
+type Result string
+
+// Results.
+const (
+	// ResultDone: Auth0 matches the row (status synced or deprovisioned), or
+	// there was nothing to do.
+	ResultDone Result = "done"
+	// ResultRetry: a transient failure; the row is retrying with
+	// auth0_next_attempt_at set.
+	ResultRetry Result = "retry"
+	// ResultTerminal: Auth0 rejected the data (failed) or the email belongs to
+	// another account (conflict); retried only when the row changes.
+	ResultTerminal Result = "terminal"
+	// ResultStale: the row changed while it was reconciled; what was applied
+	// is recorded, the status is left pending for the next pass, which the
+	// change itself queued.
+	ResultStale Result = "stale"
+)
+
+// Sync statuses written to employees.auth0_sync_status.
+const (
+	StatusPending       = "pending"
+	StatusSyncing       = "syncing"
+	StatusSynced        = "synced"
+	StatusRetrying      = "retrying"
+	StatusFailed        = "failed"
+	StatusConflict      = "conflict"
+	StatusDeprovisioned = "deprovisioned"
+)
+
+// Outcome is what one reconcile did.
+type Outcome struct {
+	Result Result
+	// Status is the auth0_sync_status written, "" if none.
+	Status string
+	// Applied are the actions that took effect in Auth0.
+	Applied Plan
+	// UserID is the employee's Auth0 account, if known.
+	UserID string
+	// Err is the cause of a retry or terminal outcome.
+	Err error
+	// NextAttempt is when a retry is due.
+	NextAttempt time.Time
+}
+
+// ConflictError says that the employee's email belongs to an Auth0 account
+// that is not this employee's.
+type ConflictError struct {
+	Email  string
+	UserID string
+	Reason string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("email %s belongs to Auth0 account %s, %s", e.Email, e.UserID, e.Reason)
+}
+
+// errReobserve: what syncd believed of Auth0 is wrong (the account is gone,
+// or a create found one); read Auth0 again and re-plan.
+var errReobserve = errors.New("auth0 state changed: observe again")
+
+// lockNamespace is the first key of the per-employee advisory locks ("syn").
+const lockNamespace = 0x73796e
+
+// Reconciler converges Auth0 with employee rows. It is safe for concurrent
+// use; one employee is reconciled by one caller at a time across every
+// process sharing the database (a transaction-scoped advisory lock).
+type Reconciler struct {
+	pool  *pgxpool.Pool
+	api   Auth0
+	cfg   Config
+	roles roleCache
+}
+
+// New returns a Reconciler; cfg is completed with WithDefaults and validated.
+func New(pool *pgxpool.Pool, api Auth0, cfg Config) (*Reconciler, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("reconcile config: %w", err)
+	}
+	return &Reconciler{pool: pool, api: api, cfg: cfg}, nil
+}
+
+// Config returns the reconciler's configuration (with defaults).
+func (r *Reconciler) Config() Config { return r.cfg }
+
+type ctxKey struct{}
+
+// ReconcileID returns the id of the reconcile attempt running in ctx, "" if none.
+func ReconcileID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+func newReconcileID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// attempt is the state of one reconcile.
+type attempt struct {
+	r      *Reconciler
+	id     int64
+	rid    string
+	log    *slog.Logger
+	tx     pgx.Tx
+	emp    *Employee
+	logs   []auditEntry
+	userID string
+	// createdAt is set when this attempt created the account.
+	createdAt *time.Time
+	applied   Plan
+	// desired is what the row asked for, recorded as auth0_synced_state on success.
+	desired *Desired
+	// deleted: this attempt deleted the account (deprovision mode delete).
+	deleted bool
+	// createUnknown: a POST /users of this attempt lost its answer.
+	createUnknown bool
+	// noEmployeeCheck: deprovision the account whatever employee_id it
+	// carries (an orphan found by the drift scan).
+	noEmployeeCheck bool
+}
+
+// Reconcile converges employee id: it reads the row and Auth0, applies the
+// difference, and records status and audit rows in one transaction. The
+// error is non-nil only when nothing could be recorded (the database is
+// unreachable); every Auth0 failure is an Outcome.
+func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
+	rid := newReconcileID()
+	ctx = context.WithValue(ctx, ctxKey{}, rid)
+	a := &attempt{r: r, id: id, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "employee_id", id)}
+	start := time.Now()
+
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+	a.tx, err = conn.Begin(ctx)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("begin: %w", err)
+	}
+	defer a.tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := a.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", int32(lockNamespace), int32(id%math.MaxInt32)); err != nil {
+		return Outcome{}, fmt.Errorf("lock employee: %w", err)
+	}
+	// Mark syncing and count the attempt in its own committed statement: if
+	// this process dies after POST /users, the next attempt sees that an
+	// account may exist and looks before it creates.
+	row := r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing', auth0_sync_attempts = auth0_sync_attempts + 1
+		WHERE id = $1 RETURNING `+employeeColumns, id)
+	a.emp, err = scanEmployee(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		out, err := a.rowDeleted(ctx)
+		if err != nil {
+			return out, err
+		}
+		return out, a.commit(ctx)
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("read employee: %w", err)
+	}
+
+	workCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	out := a.converge(workCtx)
+	cancel()
+	// Record even when ctx was cancelled (shutdown): what was applied in
+	// Auth0 must reach the database.
+	rec, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer rcancel()
+	if ctx.Err() != nil && out.Result != ResultDone && out.Result != ResultTerminal {
+		out = a.retry(ctx.Err())
+		out.NextAttempt = r.cfg.Now() // shutdown: due again at once
+	}
+	if err := a.record(rec, &out); err != nil {
+		return out, err
+	}
+	if err := a.commit(rec); err != nil {
+		return out, err
+	}
+	a.report(ctx, out, time.Since(start))
+	return out, nil
+}
+
+func (a *attempt) commit(ctx context.Context) error {
+	if err := a.tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (a *attempt) report(ctx context.Context, out Outcome, took time.Duration) {
+	attrs := []any{"result", out.Result, "status", out.Status, "took", took.Round(time.Microsecond)}
+	if out.UserID != "" {
+		attrs = append(attrs, "auth0_user_id", out.UserID)
+	}
+	if len(out.Applied) > 0 {
+		attrs = append(attrs, "actions", out.Applied.String())
+	}
+	switch out.Result {
+	case ResultDone:
+		if len(out.Applied) > 0 {
+			a.log.InfoContext(ctx, "employee converged", attrs...)
+		} else {
+			a.log.DebugContext(ctx, "employee already converged", attrs...)
+		}
+	case ResultStale:
+		a.log.InfoContext(ctx, "row changed during reconcile; will reconcile again", attrs...)
+	case ResultRetry:
+		a.log.WarnContext(ctx, "reconcile will be retried", append(attrs, "error", out.Err, "next_attempt_at", out.NextAttempt)...)
+	case ResultTerminal:
+		a.log.WarnContext(ctx, "reconcile failed", append(attrs, "error", out.Err)...)
+	}
+}
+
+// converge observes, plans and applies until Auth0 matches the row, a
+// failure stops it, or it has re-observed too often.
+func (a *attempt) converge(ctx context.Context) Outcome {
+	e := a.emp
+	if e.Auth0UserID != nil {
+		a.userID = *e.Auth0UserID
+	}
+	d, err := DesiredFor(e, a.r.cfg)
+	if err != nil {
+		a.audit("validate", "failed", nil, err)
+		return a.terminal(StatusFailed, err)
+	}
+	a.desired = &d
+	// The fast path: the account exists and syncd recorded what it applied
+	// last, so a row change is converged without reading Auth0 first. Drift
+	// made by hand is the drift scan's to find; it clears the record.
+	var o *Observed
+	if e.Auth0UserID != nil && len(e.SyncedState) > 0 {
+		var last State
+		if err := json.Unmarshal(e.SyncedState, &last); err == nil {
+			o = &Observed{UserID: *e.Auth0UserID, State: last, Linked: true}
+			if last.Role != "" {
+				o.Roles = []string{last.Role}
+			}
+		}
+	}
+	mayExist := e.Attempts > 1 || e.Auth0UserID != nil
+	for round := 0; ; round++ {
+		if o == nil {
+			var out *Outcome
+			o, out = a.observe(ctx, d, mayExist)
+			if out != nil {
+				return *out
+			}
+		}
+		plan := Diff(d, o)
+		if plan.Deprovisions() && a.r.cfg.Guard != nil {
+			if err := a.r.cfg.Guard.AllowDeprovision(ctx, e.ID); err != nil {
+				a.audit(string(firstDeprovision(plan)), "refused", nil, err)
+				return a.retry(err)
+			}
+		}
+		err := a.apply(ctx, d, o, plan)
+		if errors.Is(err, errReobserve) && round < 3 {
+			o, mayExist = nil, true
+			continue
+		}
+		if err != nil {
+			return a.failure(err)
+		}
+		status := StatusSynced
+		if d.Blocked || d.Delete {
+			status = StatusDeprovisioned
+		}
+		return Outcome{Result: ResultDone, Status: status, Applied: a.applied, UserID: a.userID}
+	}
+}
+
+func firstDeprovision(p Plan) ActionKind {
+	if p.Has(ActionDelete) {
+		return ActionDelete
+	}
+	return ActionBlock
+}
+
+// observe reads the employee's account: by stored id, else by email, else (if
+// an earlier attempt may have created one under another email) by
+// app_metadata.employee_id. A nil Observed means no account. A non-nil
+// Outcome ends the reconcile (conflict, or a failure to read).
+func (a *attempt) observe(ctx context.Context, d Desired, mayExist bool) (*Observed, *Outcome) {
+	api, e := a.r.api, a.emp
+	if e.Auth0UserID != nil && *e.Auth0UserID != "" {
+		u, err := api.GetUser(ctx, *e.Auth0UserID)
+		switch {
+		case err == nil:
+			return a.observed(ctx, u, true)
+		case !errors.Is(err, auth0.ErrNotFound):
+			out := a.failure(fmt.Errorf("get user: %w", err))
+			return nil, &out
+		}
+		// The linked account was deleted in Auth0: look for another, else create.
+		a.log.InfoContext(ctx, "linked auth0 account is gone", "auth0_user_id", *e.Auth0UserID)
+		mayExist = true
+	}
+	if !mayExist {
+		// Never attempted: nothing of ours can exist. Auth0's unique email per
+		// connection is the look: a 409 on create leads back here.
+		return nil, nil
+	}
+	users, err := api.UsersByEmail(ctx, d.Email)
+	if err != nil {
+		out := a.failure(fmt.Errorf("users by email: %w", err))
+		return nil, &out
+	}
+	var foreign *auth0.User
+	for i := range users {
+		u := &users[i]
+		if !u.InConnection(a.r.cfg.Connection) {
+			continue
+		}
+		if eid, ok := employeeIDOf(u); ok && eid == e.ID {
+			return a.observed(ctx, u, false)
+		}
+		if foreign == nil {
+			foreign = u
+		}
+	}
+	if foreign != nil {
+		if eid, ok := employeeIDOf(foreign); ok {
+			out := a.conflict(&ConflictError{Email: d.Email, UserID: foreign.UserID, Reason: fmt.Sprintf("which belongs to employee %d", eid)})
+			return nil, &out
+		}
+		if a.r.cfg.Adopt != AdoptAccount {
+			out := a.conflict(&ConflictError{Email: d.Email, UserID: foreign.UserID,
+				Reason: "which syncd did not create (no app_metadata.employee_id); link it by setting auth0_user_id, or run with --adopt=adopt"})
+			return nil, &out
+		}
+		return a.observed(ctx, foreign, false)
+	}
+	// A lost create under an email the row no longer has: search by
+	// employee_id (eventually consistent, so only in this recovery path).
+	page, err := api.SearchUsers(ctx, auth0.SearchUsersRequest{Query: fmt.Sprintf("app_metadata.employee_id:%d", e.ID), PerPage: 10})
+	if err != nil {
+		out := a.failure(fmt.Errorf("search users: %w", err))
+		return nil, &out
+	}
+	for i := range page.Users {
+		u := &page.Users[i]
+		if eid, ok := employeeIDOf(u); ok && eid == e.ID && u.InConnection(a.r.cfg.Connection) {
+			return a.observed(ctx, u, false)
+		}
+	}
+	return nil, nil
+}
+
+func (a *attempt) observed(ctx context.Context, u *auth0.User, linked bool) (*Observed, *Outcome) {
+	roles, err := a.r.api.ListUserRoles(ctx, u.UserID)
+	if err != nil {
+		if errors.Is(err, auth0.ErrNotFound) {
+			return nil, nil // deleted between the two reads
+		}
+		out := a.failure(fmt.Errorf("list user roles: %w", err))
+		return nil, &out
+	}
+	a.userID = u.UserID
+	return &Observed{UserID: u.UserID, State: observedState(u), Roles: a.managedRoleNames(roles), Linked: linked}, nil
+}
+
+func (a *attempt) managedRoleNames(roles []auth0.Role) []string {
+	managed := a.r.cfg.managedRoles()
+	var out []string
+	for _, r := range roles {
+		for _, m := range managed {
+			if r.Name == m {
+				out = append(out, r.Name)
+			}
+		}
+	}
+	return out
+}
+
+// failure turns an error of an Auth0 call into an outcome.
+func (a *attempt) failure(err error) Outcome {
+	var ce *ConflictError
+	var ir *InvalidRowError
+	switch {
+	case errors.As(err, &ce):
+		return a.conflict(ce)
+	case errors.As(err, &ir):
+		return a.terminal(StatusFailed, err)
+	case errors.Is(err, auth0.ErrBadRequest):
+		return a.terminal(StatusFailed, err)
+	default:
+		return a.retry(err)
+	}
+}
+
+func (a *attempt) conflict(err error) Outcome {
+	a.audit("look", "conflict", nil, err)
+	return a.terminal(StatusConflict, err)
+}
+
+func (a *attempt) terminal(status string, err error) Outcome {
+	return Outcome{Result: ResultTerminal, Status: status, Err: err, Applied: a.applied, UserID: a.userID}
+}
+
+func (a *attempt) retry(err error) Outcome {
+	n := 1
+	if a.emp != nil {
+		n = max(a.emp.Attempts, 1)
+	}
+	backoff := float64(a.r.cfg.RetryBase) * math.Pow(2, float64(n-1))
+	backoff = min(backoff, float64(a.r.cfg.RetryMax))
+	backoff *= 0.5 + mrand.Float64()*0.5 // jitter: spread a burst of failures
+	return Outcome{Result: ResultRetry, Status: StatusRetrying, Err: err, Applied: a.applied, UserID: a.userID,
+		NextAttempt: a.r.cfg.Now().Add(time.Duration(backoff))}
+}
+
+// newPassword returns a random password that satisfies every Auth0 password
+// policy (length 24, all four character classes). It is sent once, in the
+// create request, and never stored or logged.
+func newPassword() string {
+	const (
+		lower  = "abcdefghijkmnopqrstuvwxyz"
+		upper  = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+		digits = "23456789"
+		symbol = "!@#$%^&*()-_=+[]{}"
+	)
+	all := lower + upper + digits + symbol
+	pick := func(set string) byte {
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(set))))
+		if err != nil {
+			panic(err) // crypto/rand never fails on Linux
+		}
+		return set[n.Int64()]
+	}
+	b := []byte{pick(lower), pick(upper), pick(digits), pick(symbol)}
+	for len(b) < 24 {
+		b = append(b, pick(all))
+	}
+	for i := len(b) - 1; i > 0; i-- {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(i+1)))
+		j := int(n.Int64())
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}

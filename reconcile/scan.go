@@ -1,0 +1,362 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncd/syncd/auth0"
+)
+
+// DriftKind names how an account differs from its row.
+type DriftKind string
+
+// Kinds of drift the scan finds.
+const (
+	DriftMissing      DriftKind = "missing_account" // the linked account is gone
+	DriftProfile      DriftKind = "profile"         // email or name
+	DriftBlocked      DriftKind = "blocked"         // blocked when it should not be, or the reverse
+	DriftAppMetadata  DriftKind = "app_metadata"    // a managed app_metadata key
+	DriftUserMetadata DriftKind = "user_metadata"   // a managed user_metadata key
+	DriftRole         DriftKind = "role"            // the mapped role missing, or another mapped role present
+	DriftOrphan       DriftKind = "orphan"          // a managed account that no row claims
+)
+
+// Drift is an employee whose account differs from the row.
+type Drift struct {
+	EmployeeID int64       `json:"employee_id"`
+	UserID     string      `json:"auth0_user_id,omitempty"`
+	Kinds      []DriftKind `json:"kinds"`
+	// Deprovisions: fixing it blocks or deletes the account.
+	Deprovisions bool `json:"deprovisions,omitempty"`
+}
+
+// Orphan is a managed account (app_metadata.created_by is ours, or it
+// carries an employee_id) that no employee row is linked to.
+type Orphan struct {
+	UserID     string `json:"auth0_user_id"`
+	Email      string `json:"email,omitempty"`
+	EmployeeID int64  `json:"employee_id,omitempty"` // from app_metadata, 0 if none
+	Blocked    bool   `json:"blocked"`
+	Reason     string `json:"reason"`
+}
+
+// ScanResult is what one drift scan found.
+type ScanResult struct {
+	Employees    int           `json:"employees"`     // rows read
+	Compared     int           `json:"compared"`      // rows in a converged state, compared with Auth0
+	ManagedUsers int           `json:"managed_users"` // managed accounts seen in Auth0
+	Drifted      []Drift       `json:"drifted"`
+	Orphans      []Orphan      `json:"orphans"`
+	Took         time.Duration `json:"took"`
+}
+
+// Deprovisions counts the accounts that fixing the result would block or
+// delete: drifted rows whose fix deprovisions, and orphans not yet blocked.
+func (s *ScanResult) Deprovisions() int {
+	n := 0
+	for _, d := range s.Drifted {
+		if d.Deprovisions {
+			n++
+		}
+	}
+	for _, o := range s.Orphans {
+		if !o.Blocked {
+			n++
+		}
+	}
+	return n
+}
+
+// scanEntry is what the scan keeps of one row: fingerprints, not states, so
+// that 100,000 rows fit in a few megabytes.
+type scanEntry struct {
+	userID  string
+	fp      fingerprint
+	role    string
+	delete  bool
+	blocked bool
+	seen    bool
+}
+
+type fingerprint struct{ profile, blocked, app, user uint64 }
+
+func fingerprintOf(s State) fingerprint {
+	return fingerprint{
+		profile: hashOf(s.Email + "\x00" + s.Name),
+		blocked: map[bool]uint64{false: 1, true: 2}[s.Blocked],
+		app:     hashJSON(s.App),
+		user:    hashJSON(s.User),
+	}
+}
+
+func hashOf(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+func hashJSON(m map[string]any) uint64 {
+	if len(m) == 0 {
+		return 0
+	}
+	b, _ := json.Marshal(m) // map keys are sorted: a canonical form
+	return hashOf(string(b))
+}
+
+// scanFields are the fields the users export asks for.
+var scanFields = []auth0.ExportField{
+	{Name: "user_id"}, {Name: "email"}, {Name: "name"}, {Name: "blocked"},
+	{Name: "app_metadata"}, {Name: "user_metadata"}, {Name: "identities"},
+}
+
+// Scan compares every employee with every managed Auth0 account in bulk: one
+// users export and the members of each mapped role, streamed, so its cost is
+// O(N / page size) Auth0 calls and its memory a few fingerprints per row. It
+// reads only; the caller decides what to requeue (Requeue) and which orphans
+// to deprovision (DeprovisionOrphan).
+func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
+	start := time.Now()
+	res := &ScanResult{}
+	entries := map[int64]*scanEntry{}
+	known := map[int64]bool{} // every row, compared or not
+
+	rows, err := r.pool.Query(ctx, `SELECT `+employeeColumns+` FROM employees`)
+	if err != nil {
+		return nil, fmt.Errorf("read employees: %w", err)
+	}
+	for rows.Next() {
+		e, err := scanEmployee(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read employee: %w", err)
+		}
+		res.Employees++
+		known[e.ID] = true
+		// Only rows syncd believes converged are compared: the others are
+		// in flight, or terminal until they change.
+		if e.Status != StatusSynced && e.Status != StatusDeprovisioned {
+			continue
+		}
+		d, err := DesiredFor(e, r.cfg)
+		if err != nil {
+			continue
+		}
+		res.Compared++
+		entries[e.ID] = &scanEntry{userID: deref(e.Auth0UserID), fp: fingerprintOf(d.State), role: d.Role, delete: d.Delete, blocked: d.Blocked}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read employees: %w", err)
+	}
+
+	// Members of every managed role: user id → the managed roles it has.
+	managed := r.cfg.managedRoles()
+	roleOf := map[string][]string{}
+	for _, name := range managed {
+		id, err := r.roles.id(ctx, r.api, name)
+		if err != nil {
+			return nil, fmt.Errorf("resolve role %q: %w", name, err)
+		}
+		err = r.api.ListRoleUsers(ctx, id, func(page []auth0.RoleMember) error {
+			for _, m := range page {
+				roleOf[m.UserID] = append(roleOf[m.UserID], name)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list members of role %q: %w", name, err)
+		}
+	}
+
+	drifted := map[int64]*Drift{}
+	addDrift := func(id int64, userID string, k DriftKind, deprov bool) {
+		d := drifted[id]
+		if d == nil {
+			d = &Drift{EmployeeID: id, UserID: userID}
+			drifted[id] = d
+		}
+		if !slices.Contains(d.Kinds, k) {
+			d.Kinds = append(d.Kinds, k)
+		}
+		d.Deprovisions = d.Deprovisions || deprov
+	}
+
+	err = r.api.ExportUsers(ctx, auth0.ExportRequest{Fields: scanFields}, func(x auth0.ExportedUser) error {
+		u, err := decodeExported(x)
+		if err != nil {
+			return err
+		}
+		if !u.InConnection(r.cfg.Connection) {
+			return nil
+		}
+		eid, hasEID := employeeIDOf(u)
+		createdBy, _ := u.AppMetadata["created_by"].(string)
+		if !hasEID && createdBy != r.cfg.CreatedBy {
+			return nil // not ours
+		}
+		res.ManagedUsers++
+		ent := entries[eid]
+		switch {
+		case !hasEID:
+			res.Orphans = append(res.Orphans, Orphan{UserID: u.UserID, Email: u.Email, Blocked: u.Blocked, Reason: "managed account without app_metadata.employee_id"})
+			return nil
+		case ent == nil && !known[eid]:
+			res.Orphans = append(res.Orphans, Orphan{UserID: u.UserID, Email: u.Email, EmployeeID: eid, Blocked: u.Blocked, Reason: "no employee row has this employee_id"})
+			return nil
+		case ent == nil:
+			return nil // the row is in flight or terminal: not compared
+		case ent.userID != u.UserID:
+			res.Orphans = append(res.Orphans, Orphan{UserID: u.UserID, Email: u.Email, EmployeeID: eid, Blocked: u.Blocked,
+				Reason: fmt.Sprintf("employee %d is linked to another account (%s)", eid, ent.userID)})
+			return nil
+		}
+		ent.seen = true
+		if ent.delete {
+			addDrift(eid, u.UserID, DriftBlocked, true)
+			return nil
+		}
+		got := fingerprintOf(observedState(u))
+		if got.profile != ent.fp.profile {
+			addDrift(eid, u.UserID, DriftProfile, false)
+		}
+		if got.blocked != ent.fp.blocked {
+			addDrift(eid, u.UserID, DriftBlocked, ent.blocked)
+		}
+		if got.app != ent.fp.app {
+			addDrift(eid, u.UserID, DriftAppMetadata, false)
+		}
+		if got.user != ent.fp.user {
+			addDrift(eid, u.UserID, DriftUserMetadata, false)
+		}
+		have := roleOf[u.UserID]
+		if (ent.role != "" && !slices.Contains(have, ent.role)) || slices.ContainsFunc(have, func(n string) bool { return n != ent.role }) {
+			addDrift(eid, u.UserID, DriftRole, false)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("export users: %w", err)
+	}
+	for id, ent := range entries {
+		if !ent.seen && ent.userID != "" && !ent.delete {
+			addDrift(id, ent.userID, DriftMissing, false)
+		}
+	}
+	for _, d := range drifted {
+		slices.Sort(d.Kinds)
+		res.Drifted = append(res.Drifted, *d)
+	}
+	slices.SortFunc(res.Drifted, func(a, b Drift) int { return int(a.EmployeeID - b.EmployeeID) })
+	slices.SortFunc(res.Orphans, func(a, b Orphan) int {
+		if a.UserID < b.UserID {
+			return -1
+		}
+		return 1
+	})
+	res.Took = time.Since(start)
+	return res, nil
+}
+
+// decodeExported turns an export line into a user.
+func decodeExported(x auth0.ExportedUser) (*auth0.User, error) {
+	b, err := json.Marshal(x)
+	if err != nil {
+		return nil, fmt.Errorf("decode exported user: %w", err)
+	}
+	var u auth0.User
+	if err := json.Unmarshal(b, &u); err != nil {
+		return nil, fmt.Errorf("decode exported user: %w", err)
+	}
+	return &u, nil
+}
+
+// Requeue makes the daemon reconcile employees ids again, reading Auth0 first
+// (their last-applied record is cleared): it marks them pending and writes
+// an outbox row each, which wakes the daemon and survives a crash. all
+// requeues every row. It returns how many rows it marked.
+func Requeue(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, ids []int64, all bool) (int64, error) {
+	if !all && len(ids) == 0 {
+		return 0, nil
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	tag, err := tx.Exec(ctx, `WITH marked AS (
+			UPDATE employees SET auth0_sync_status = 'pending', auth0_synced_state = NULL, auth0_next_attempt_at = NULL
+			 WHERE $2 OR id = ANY($1) RETURNING id)
+		INSERT INTO auth0_outbox (employee_id, op) SELECT id, 'resync' FROM marked ORDER BY id`, ids, all)
+	if err != nil {
+		return 0, fmt.Errorf("requeue: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify('auth0_outbox', '')`); err != nil {
+		return 0, fmt.Errorf("notify: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// DeprovisionOrphan blocks (or deletes, per the deprovision mode) a managed
+// account that no row is linked to, under the guard. A transient failure is
+// returned as an error.
+func (r *Reconciler) DeprovisionOrphan(ctx context.Context, o Orphan) (Outcome, error) {
+	rid := newReconcileID()
+	ctx = context.WithValue(ctx, ctxKey{}, rid)
+	a := &attempt{r: r, id: o.EmployeeID, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "auth0_user_id", o.UserID)}
+	a.noEmployeeCheck = true
+	out := a.deprovision(ctx, o.UserID, "")
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return out, fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+	if a.tx, err = conn.Begin(ctx); err != nil {
+		return out, fmt.Errorf("begin: %w", err)
+	}
+	defer a.tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if err := a.writeLogs(ctx); err != nil {
+		return out, err
+	}
+	if err := a.commit(ctx); err != nil {
+		return out, err
+	}
+	if out.Result == ResultRetry {
+		return out, fmt.Errorf("deprovision orphan %s: %w", o.UserID, out.Err)
+	}
+	a.report(ctx, out, 0)
+	return out, nil
+}
+
+// PlanFor is a dry run of Reconcile: it reads the row and Auth0 (never the
+// last-applied record) and returns the plan, writing nothing anywhere.
+func (r *Reconciler) PlanFor(ctx context.Context, id int64) (Plan, *Observed, error) {
+	e, err := scanEmployee(r.pool.QueryRow(ctx, `SELECT `+employeeColumns+` FROM employees WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, fmt.Errorf("employee %d: no such row", id)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read employee: %w", err)
+	}
+	a := &attempt{r: r, id: id, emp: e, log: r.cfg.Logger}
+	d, err := DesiredFor(e, r.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, out := a.observe(ctx, d, true)
+	if out != nil {
+		return nil, nil, out.Err
+	}
+	return Diff(d, o), o, nil
+}

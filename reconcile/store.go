@@ -1,0 +1,225 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncd/syncd/auth0"
+)
+
+// auditEntry is one row of auth0_sync_logs.
+type auditEntry struct {
+	userID   string
+	action   string
+	status   string
+	response map[string]any
+	err      string
+}
+
+// done records that act took effect.
+func (a *attempt) done(act Action, response map[string]any) {
+	a.applied = append(a.applied, act)
+	r := response
+	if act.Field != "" {
+		r = maps.Clone(response)
+		if r == nil {
+			r = map[string]any{}
+		}
+		r["field"] = act.Field
+	}
+	a.logs = append(a.logs, auditEntry{userID: a.userID, action: string(act.Kind), status: "success", response: r})
+}
+
+// audit records an action that failed, was refused, or found something.
+func (a *attempt) audit(action, status string, response map[string]any, err error) {
+	e := auditEntry{userID: a.userID, action: action, status: status, response: response}
+	if err != nil {
+		e.err = err.Error()
+	}
+	a.logs = append(a.logs, e)
+}
+
+// record writes the outcome to the employee's row and the audit log, in the
+// reconcile's transaction. A row that changed since it was read is not
+// marked: the change made it pending and queued it again; only the account
+// link is kept, so that the next pass finds the account.
+func (a *attempt) record(ctx context.Context, out *Outcome) error {
+	now := a.r.cfg.Now()
+	var (
+		syncErr  *string
+		next     any
+		syncedAt any
+		state    []byte
+		attempts = a.emp.Attempts
+	)
+	if out.Err != nil {
+		s := out.Err.Error()
+		syncErr = &s
+	}
+	switch out.Result {
+	case ResultDone:
+		attempts, syncedAt = 0, now
+		if a.desired != nil {
+			st := a.desired.State
+			if a.deleted {
+				st = State{} // nothing of ours left to remember
+			}
+			var err error
+			if state, err = json.Marshal(st); err != nil {
+				return fmt.Errorf("encode synced state: %w", err)
+			}
+			if a.deleted {
+				state = nil
+			}
+		}
+	case ResultRetry:
+		next = out.NextAttempt
+	}
+	var userID any
+	if a.userID != "" {
+		userID = a.userID
+	}
+	if a.deleted {
+		userID = nil
+	}
+	tag, err := a.tx.Exec(ctx, `UPDATE employees SET
+			auth0_sync_status = $2, auth0_sync_error = $3, auth0_sync_attempts = $4, auth0_next_attempt_at = $5,
+			auth0_synced_at = COALESCE($6, auth0_synced_at), auth0_user_id = $7,
+			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9
+		WHERE id = $1 AND xmin::text::bigint = $10`,
+		a.id, out.Status, syncErr, attempts, next, syncedAt, userID, a.createdAt, state, int64(a.emp.version))
+	if err != nil {
+		return fmt.Errorf("record outcome: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		out.Result, out.Status = ResultStale, ""
+		if _, err := a.tx.Exec(ctx, `UPDATE employees SET auth0_user_id = $2,
+				auth0_account_created_at = COALESCE(auth0_account_created_at, $3), auth0_synced_state = NULL
+			WHERE id = $1`, a.id, userID, a.createdAt); err != nil {
+			return fmt.Errorf("record account of a changed row: %w", err)
+		}
+	}
+	return a.writeLogs(ctx)
+}
+
+func (a *attempt) writeLogs(ctx context.Context) error {
+	if len(a.logs) == 0 {
+		return nil
+	}
+	var users, actions, statuses, responses, errs []*string
+	for _, l := range a.logs {
+		users = append(users, nullable(l.userID))
+		actions = append(actions, &l.action)
+		statuses = append(statuses, &l.status)
+		errs = append(errs, nullable(l.err))
+		if l.response == nil {
+			responses = append(responses, nil)
+			continue
+		}
+		b, err := json.Marshal(l.response)
+		if err != nil {
+			return fmt.Errorf("encode audit response: %w", err)
+		}
+		s := string(b)
+		responses = append(responses, &s)
+	}
+	_, err := a.tx.Exec(ctx, `INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error, reconcile_id)
+		SELECT $1, u, act, st, r::jsonb, e, $2
+		  FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(u, act, st, r, e)`,
+		a.id, a.rid, users, actions, statuses, responses, errs)
+	if err != nil {
+		return fmt.Errorf("write audit log: %w", err)
+	}
+	return nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// rowDeleted handles an employee whose row is gone: the outbox row of the
+// delete carries the account id and email. The account is deprovisioned like
+// a leaver's. There is no row to mark, so a transient failure is returned as
+// an error: the caller keeps the outbox row and tries again.
+func (a *attempt) rowDeleted(ctx context.Context) (Outcome, error) {
+	var userID, email *string
+	err := a.tx.QueryRow(ctx, `SELECT auth0_user_id, email FROM auth0_outbox
+		WHERE employee_id = $1 AND op = 'delete' ORDER BY id DESC LIMIT 1`, a.id).Scan(&userID, &email)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Outcome{Result: ResultDone}, nil // never existed, or already handled
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("read deleted employee: %w", err)
+	}
+	workCtx, cancel := context.WithTimeout(ctx, a.r.cfg.Timeout)
+	out := a.deprovision(workCtx, deref(userID), deref(email))
+	cancel()
+	if err := a.writeLogs(context.WithoutCancel(ctx)); err != nil {
+		return out, err
+	}
+	if out.Result == ResultRetry {
+		return out, fmt.Errorf("deprovision deleted employee %d: %w", a.id, out.Err)
+	}
+	a.report(ctx, out, 0)
+	return out, nil
+}
+
+// deprovision blocks (or deletes) the account of an employee who has no row,
+// found by id, else by email among the accounts carrying this employee's id.
+func (a *attempt) deprovision(ctx context.Context, userID, email string) Outcome {
+	api := a.r.api
+	var o *Observed
+	if userID != "" {
+		u, err := api.GetUser(ctx, userID)
+		switch {
+		case err == nil:
+			if eid, ok := employeeIDOf(u); !ok || eid == a.id || a.noEmployeeCheck {
+				o = &Observed{UserID: u.UserID, State: observedState(u), Linked: true}
+			}
+		case !errors.Is(err, auth0.ErrNotFound):
+			return a.retry(fmt.Errorf("get user: %w", err))
+		}
+	}
+	if o == nil && email != "" {
+		users, err := api.UsersByEmail(ctx, normalizeEmail(email))
+		if err != nil {
+			return a.retry(fmt.Errorf("users by email: %w", err))
+		}
+		for i := range users {
+			if eid, ok := employeeIDOf(&users[i]); ok && eid == a.id {
+				o = &Observed{UserID: users[i].UserID, State: observedState(&users[i]), Linked: true}
+				break
+			}
+		}
+	}
+	if o == nil {
+		return Outcome{Result: ResultDone, Status: StatusDeprovisioned}
+	}
+	a.userID = o.UserID
+	d := Desired{State: o.State, Delete: a.r.cfg.Deprovision == DeprovisionDelete}
+	d.Blocked = true
+	d.App = maps.Clone(o.State.App)
+	d.App["sync_status"] = syncStatusTerminated
+	plan := Diff(d, o)
+	if plan.Deprovisions() && a.r.cfg.Guard != nil {
+		if err := a.r.cfg.Guard.AllowDeprovision(ctx, a.id); err != nil {
+			a.audit(string(firstDeprovision(plan)), "refused", nil, err)
+			return a.retry(err)
+		}
+	}
+	if err := a.apply(ctx, d, o, plan); err != nil {
+		if errors.Is(err, errReobserve) {
+			return Outcome{Result: ResultDone, Status: StatusDeprovisioned, Applied: a.applied} // gone meanwhile
+		}
+		return a.failure(err)
+	}
+	return Outcome{Result: ResultDone, Status: StatusDeprovisioned, Applied: a.applied, UserID: o.UserID}
+}
