@@ -1,0 +1,346 @@
+package emulator
+
+import (
+	"cmp"
+	"encoding/base64"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// role is a role of the tenant.
+type role struct {
+	id          string
+	name        string
+	description string
+}
+
+func (r *role) render() map[string]any {
+	return map[string]any{"id": r.id, "name": r.name, "description": r.description}
+}
+
+const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+func randomAlnum(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alnum[rand.IntN(len(alnum))]
+	}
+	return string(b)
+}
+
+func (e *Emulator) addRole(name string) *role {
+	for _, r := range e.roles {
+		if r.name == name {
+			return r
+		}
+	}
+	r := &role{id: "rol_" + randomAlnum(16), name: name, description: name}
+	e.roles = append(e.roles, r)
+	return r
+}
+
+// AddRole creates a role (if there is none of that name) and returns its id.
+func (e *Emulator) AddRole(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.addRole(name).id
+}
+
+// RoleID returns the id of the role named name, or "".
+func (e *Emulator) RoleID(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.roles {
+		if r.name == name {
+			return r.id
+		}
+	}
+	return ""
+}
+
+func (e *Emulator) roleByIDLocked(id string) *role {
+	for _, r := range e.roles {
+		if r.id == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// UserRoles returns the names of the roles of a user, sorted; nil if the user
+// does not exist.
+func (e *Emulator) UserRoles(userID string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := e.users[userID]
+	if u == nil {
+		return nil
+	}
+	names := []string{}
+	for id := range u.roles {
+		if r := e.roleByIDLocked(id); r != nil {
+			names = append(names, r.name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// offsetPage reads page, per_page (1–100) and include_totals.
+func offsetPage(qp *queryParams) (page, perPage int, totals bool) {
+	perPage = qp.int("per_page", 50, 1, 100)
+	page = qp.int("page", 0, 0, -1)
+	totals = qp.bool("include_totals")
+	return page, perPage, totals
+}
+
+func pageOf[T any](items []T, page, perPage int) []T {
+	start := min(page*perPage, len(items))
+	end := min(start+perPage, len(items))
+	return items[start:end]
+}
+
+// listRoles is GET /api/v2/roles.
+func (e *Emulator) listRoles(w http.ResponseWriter, r *http.Request, _ *call) {
+	qp := &queryParams{q: r.URL.Query()}
+	page, perPage, totals := offsetPage(qp)
+	if qp.err != nil {
+		writeError(w, qp.err)
+		return
+	}
+	filter := strings.ToLower(qp.str("name_filter"))
+	e.mu.Lock()
+	var all []map[string]any
+	for _, ro := range e.roles {
+		if strings.Contains(strings.ToLower(ro.name), filter) {
+			all = append(all, ro.render())
+		}
+	}
+	e.mu.Unlock()
+	out := append([]map[string]any{}, pageOf(all, page, perPage)...)
+	if !totals {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"roles": out, "start": page * perPage, "limit": perPage, "total": len(all)})
+}
+
+// listUserRoles is GET /api/v2/users/{id}/roles.
+func (e *Emulator) listUserRoles(w http.ResponseWriter, r *http.Request, _ *call) {
+	qp := &queryParams{q: r.URL.Query()}
+	page, perPage, totals := offsetPage(qp)
+	if qp.err != nil {
+		writeError(w, qp.err)
+		return
+	}
+	e.mu.Lock()
+	u := e.users[r.PathValue("id")]
+	var all []map[string]any
+	if u != nil {
+		for _, ro := range e.roles {
+			if u.roles[ro.id] {
+				all = append(all, ro.render())
+			}
+		}
+	}
+	e.mu.Unlock()
+	if u == nil {
+		writeError(w, errUserNotFound())
+		return
+	}
+	out := append([]map[string]any{}, pageOf(all, page, perPage)...)
+	if !totals {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"roles": out, "start": page * perPage, "limit": perPage, "total": len(all)})
+}
+
+// readRoleIDs reads {"roles":["rol_…", …]}.
+func readRoleIDs(w http.ResponseWriter, r *http.Request) ([]string, *apiError) {
+	body, aerr := readObject(w, r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	for _, k := range slices.Sorted(maps.Keys(body)) {
+		if k != "roles" {
+			return nil, errExtra(k)
+		}
+	}
+	v, ok := body["roles"]
+	if !ok {
+		return nil, errMissing("roles")
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, errProp("roles", "Expected type array but found type %s", jsonKind(v))
+	}
+	if len(arr) == 0 {
+		return nil, errProp("roles", "Array is too short (0), minimum 1")
+	}
+	ids := make([]string, len(arr))
+	for i, x := range arr {
+		s, ok := x.(string)
+		if !ok {
+			return nil, errProp("roles", "Expected type string but found type %s", jsonKind(x))
+		}
+		ids[i] = s
+	}
+	return ids, nil
+}
+
+// assignUserRoles is POST /api/v2/users/{id}/roles: 204, no body.
+func (e *Emulator) assignUserRoles(w http.ResponseWriter, r *http.Request, _ *call) {
+	e.changeUserRoles(w, r, true)
+}
+
+// removeUserRoles is DELETE /api/v2/users/{id}/roles: 204, no body.
+func (e *Emulator) removeUserRoles(w http.ResponseWriter, r *http.Request, _ *call) {
+	e.changeUserRoles(w, r, false)
+}
+
+func (e *Emulator) changeUserRoles(w http.ResponseWriter, r *http.Request, add bool) {
+	ids, aerr := readRoleIDs(w, r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := e.users[r.PathValue("id")]
+	if u == nil {
+		writeError(w, errUserNotFound())
+		return
+	}
+	for _, id := range ids {
+		if e.roleByIDLocked(id) == nil {
+			writeError(w, errRoleNotFound())
+			return
+		}
+	}
+	for _, id := range ids {
+		if add {
+			u.roles[id] = true
+		} else {
+			delete(u.roles, id)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// member is a user as GET /api/v2/roles/{id}/users lists it, with its
+// position in the listing (created_at, then user_id).
+type member struct {
+	created time.Time
+	id      string
+	doc     map[string]any
+}
+
+func compareMembers(a, b member) int {
+	return cmp.Or(a.created.Compare(b.created), strings.Compare(a.id, b.id))
+}
+
+// checkpoint is the opaque "next" of checkpoint paging: base64 of
+// "<created_at>UTC,<user_id>" of the last member returned, as Auth0's.
+func checkpoint(m member) string {
+	return base64.StdEncoding.EncodeToString([]byte(m.created.UTC().Format("2006-01-02 15:04:05.000") + "UTC," + m.id))
+}
+
+func parseCheckpoint(s string) (member, bool) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return member{}, false
+	}
+	t, id, ok := strings.Cut(string(b), "UTC,")
+	if !ok || id == "" {
+		return member{}, false
+	}
+	created, err := time.Parse("2006-01-02 15:04:05.000", t)
+	if err != nil {
+		return member{}, false
+	}
+	return member{created: created, id: id}, true
+}
+
+// listRoleUsers is GET /api/v2/roles/{id}/users, with offset paging (page,
+// per_page, include_totals; first 1,000 only) or checkpoint paging (from,
+// take; "next" absent on the last page). take wins over per_page.
+func (e *Emulator) listRoleUsers(w http.ResponseWriter, r *http.Request, _ *call) {
+	qp := &queryParams{q: r.URL.Query()}
+	checkpointPaging := qp.has("take") || qp.has("from")
+	var (
+		page, perPage, take int
+		totals              bool
+		from                member
+		hasFrom             bool
+	)
+	if checkpointPaging {
+		take = qp.int("take", 50, 1, 100)
+		if s := qp.str("from"); s != "" && qp.err == nil {
+			if from, hasFrom = parseCheckpoint(s); !hasFrom {
+				qp.err = errQuery("from", "Invalid checkpoint: %s", s)
+			}
+		}
+	} else {
+		page, perPage, totals = offsetPage(qp)
+		if qp.err == nil && (page+1)*perPage > 1000 {
+			qp.err = errorf(http.StatusBadRequest, "invalid_paging", "Requesting page %d exceeds the allowed maximum of 1000 records. To fetch results beyond 1000, use the checkpoint pagination method", page)
+		}
+	}
+	if qp.err != nil {
+		writeError(w, qp.err)
+		return
+	}
+	roleID := r.PathValue("id")
+	e.mu.Lock()
+	ro := e.roleByIDLocked(roleID)
+	var all []member
+	if ro != nil {
+		for _, u := range e.users {
+			if u.roles[roleID] {
+				all = append(all, member{created: u.created.Truncate(time.Millisecond), id: u.id, doc: map[string]any{
+					"user_id": u.id, "email": u.attrs["email"], "picture": u.attrs["picture"], "name": u.attrs["name"],
+				}})
+			}
+		}
+	}
+	e.mu.Unlock()
+	if ro == nil {
+		writeError(w, errRoleNotFound())
+		return
+	}
+	slices.SortFunc(all, compareMembers)
+	docs := func(ms []member) []map[string]any {
+		out := make([]map[string]any, len(ms))
+		for i, m := range ms {
+			out[i] = m.doc
+		}
+		return out
+	}
+	if checkpointPaging {
+		start := 0
+		if hasFrom {
+			start, _ = slices.BinarySearchFunc(all, from, compareMembers)
+			if start < len(all) && compareMembers(all[start], from) == 0 {
+				start++
+			}
+		}
+		end := min(start+take, len(all))
+		res := map[string]any{"users": docs(all[start:end])}
+		if end < len(all) {
+			res["next"] = checkpoint(all[end-1])
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	out := docs(pageOf(all, page, perPage))
+	if !totals {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out, "start": page * perPage, "limit": perPage, "total": len(all)})
+}
