@@ -67,7 +67,7 @@ func (u *user) str(attr string) string {
 	return s
 }
 
-func emailKey(c *connection, email string) string     { return c.name + "\x00" + email }
+func emailKey(c *connection, email string) string       { return c.name + "\x00" + email }
 func usernameKey(c *connection, username string) string { return c.name + "\x01" + username }
 
 // Property sets of the user payloads.
