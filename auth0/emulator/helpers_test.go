@@ -23,9 +23,16 @@ func TestMain(m *testing.M) {
 	)
 }
 
+// tester is what the helpers need of a *testing.T or a *rapid.T.
+type tester interface {
+	Helper()
+	Errorf(format string, args ...any)
+	FailNow()
+}
+
 // fixture is an emulator on a loopback port with a client that holds a token.
 type fixture struct {
-	t      *testing.T
+	t      tester
 	srv    *emulator.Server
 	e      *emulator.Emulator
 	client *http.Client
@@ -164,3 +171,5 @@ func (f *fixture) createUser(email string, extra map[string]any) map[string]any 
 }
 
 func userPath(id string) string { return "/api/v2/users/" + url.PathEscape(id) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
