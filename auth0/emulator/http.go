@@ -54,7 +54,21 @@ func errProp(prop, format string, args ...any) *apiError {
 }
 
 func errQuery(prop, format string, args ...any) *apiError {
-	return errorf(http.StatusBadRequest, "invalid_query_string", "Query validation error: '%s' on property %s.", fmt.Sprintf(format, args...), prop)
+	desc := queryDescriptions[prop]
+	if desc != "" {
+		desc = " (" + desc + ")"
+	}
+	return errorf(http.StatusBadRequest, "invalid_query_string", "Query validation error: '%s' on property %s%s.", fmt.Sprintf(format, args...), prop, desc)
+}
+
+var queryDescriptions = map[string]string{
+	"per_page":       "Number of results per page.",
+	"page":           "Page index of the results to return. First page is 0.",
+	"include_totals": "Return results inside an object that contains the total result count (true) or as a direct array of results (false, default).",
+	"email":          "Email address to search for (case-sensitive).",
+	"take":           "Number of results per page. Defaults to 50.",
+	"from":           "Optional Id from which to start selection.",
+	"sort":           "Field to sort by. Use field:order where order is 1 for ascending and -1 for descending.",
 }
 
 var propDescriptions = map[string]string{

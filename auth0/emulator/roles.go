@@ -344,3 +344,52 @@ func (e *Emulator) listRoleUsers(w http.ResponseWriter, r *http.Request, _ *call
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": out, "start": page * perPage, "limit": perPage, "total": len(all)})
 }
+
+// addRoleUsers is POST /api/v2/roles/{id}/users: {"users":["auth0|…"]} → 200
+// {} (unlike POST /users/{id}/roles, which answers 204).
+func (e *Emulator) addRoleUsers(w http.ResponseWriter, r *http.Request, _ *call) {
+	body, aerr := readObject(w, r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	for _, k := range slices.Sorted(maps.Keys(body)) {
+		if k != "users" {
+			writeError(w, errExtra(k))
+			return
+		}
+	}
+	arr, ok := body["users"].([]any)
+	switch {
+	case body["users"] == nil:
+		writeError(w, errMissing("users"))
+		return
+	case !ok:
+		writeError(w, errProp("users", "Expected type array but found type %s", jsonKind(body["users"])))
+		return
+	case len(arr) == 0:
+		writeError(w, errProp("users", "Array is too short (0), minimum 1"))
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ro := e.roleByIDLocked(r.PathValue("id"))
+	if ro == nil {
+		writeError(w, errRoleNotFound())
+		return
+	}
+	var users []*user
+	for _, x := range arr {
+		id, _ := x.(string)
+		u := e.users[id]
+		if u == nil {
+			writeError(w, errUserNotFound())
+			return
+		}
+		users = append(users, u)
+	}
+	for _, u := range users {
+		u.roles[ro.id] = true
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}

@@ -154,3 +154,19 @@ func TestRoleUsersPaging(t *testing.T) {
 	}
 	require.True(t, strings.HasPrefix(second["users"].([]any)[0].(map[string]any)["email"].(string), "m"))
 }
+
+// POST /roles/{id}/users answers 200 {} where POST /users/{id}/roles answers
+// 204 (go-auth0 recordings).
+func TestAddRoleUsers(t *testing.T) {
+	t.Parallel()
+	f := setup(t, emulator.Options{})
+	role := f.e.RoleID(emulator.DefaultRole)
+	a := f.createUser("a@example.com", nil)["user_id"].(string)
+	b := f.createUser("b@example.com", nil)["user_id"].(string)
+	require.Equal(t, map[string]any{}, f.obj(http.StatusOK, http.MethodPost, "/api/v2/roles/"+role+"/users", map[string]any{"users": []string{a, b}}))
+	require.Equal(t, []string{emulator.DefaultRole}, f.e.UserRoles(b))
+	f.apiErr(http.StatusNotFound, "", "The role does not exist.", http.MethodPost, "/api/v2/roles/rol_0000000000000000/users", map[string]any{"users": []string{a}})
+	f.apiErr(http.StatusNotFound, "inexistent_user", "", http.MethodPost, "/api/v2/roles/"+role+"/users", map[string]any{"users": []string{"auth0|nobody"}})
+	f.apiErr(http.StatusBadRequest, "invalid_body", "", http.MethodPost, "/api/v2/roles/"+role+"/users", map[string]any{"users": []string{}})
+	require.EqualValues(t, 4, f.e.CallCount("POST /api/v2/roles/{id}/users"))
+}

@@ -94,7 +94,7 @@ func TestSearchPaging(t *testing.T) {
 	require.Equal(t, float64(20), page["length"])
 	require.Equal(t, float64(120), page["total"])
 	require.Equal(t, "u100@example.com", page["users"].([]any)[0].(map[string]any)["email"])
-	f.apiErr(http.StatusBadRequest, "invalid_query_string", "Query validation error: 'Value 101 is greater than maximum 100' on property per_page.", http.MethodGet, "/api/v2/users?per_page=101", nil)
+	f.apiErr(http.StatusBadRequest, "invalid_query_string", "Query validation error: 'Value 101 is greater than maximum 100' on property per_page (Number of results per page.).", http.MethodGet, "/api/v2/users?per_page=101", nil)
 	f.apiErr(http.StatusBadRequest, "invalid_query_string", "", http.MethodGet, "/api/v2/users?page=-1", nil)
 	f.apiErr(http.StatusBadRequest, "invalid_query_string", "", http.MethodGet, "/api/v2/users?page=x", nil)
 	f.apiErr(http.StatusBadRequest, "invalid_query_string", "", http.MethodGet, "/api/v2/users?include_totals=yes", nil)

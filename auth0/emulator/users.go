@@ -587,7 +587,13 @@ func (e *Emulator) indexLocked(id string, u *user) {
 		doc = u.render()
 		doc[seqKey] = u.seq
 	}
-	e.history[id] = append(e.history[id], indexEntry{at: e.now().Add(e.opts.SearchDelay), doc: doc})
+	now := e.now()
+	hist := append(e.history[id], indexEntry{at: now.Add(e.opts.SearchDelay), doc: doc})
+	// Versions hidden behind a visible newer one are dead: drop them.
+	for len(hist) > 1 && !hist[1].at.After(now) {
+		hist = hist[1:]
+	}
+	e.history[id] = hist
 }
 
 // seqKey carries a user's creation order inside index documents; it is

@@ -225,7 +225,7 @@ func TestUsersByEmail(t *testing.T) {
 	require.Empty(t, f.list(http.StatusOK, http.MethodGet, "/api/v2/users-by-email?email="+url.QueryEscape("Mixed.Case@Example.com"), nil))
 	require.Empty(t, f.list(http.StatusOK, http.MethodGet, "/api/v2/users-by-email?email=nobody%40example.com", nil))
 	f.apiErr(http.StatusBadRequest, "invalid_query_string", "Query validation error: 'Missing required property: email'.", http.MethodGet, "/api/v2/users-by-email", nil)
-	f.apiErr(http.StatusBadRequest, "invalid_query_string", "Query validation error: 'Object didn't pass validation for format email: nope' on property email.", http.MethodGet, "/api/v2/users-by-email?email=nope", nil)
+	f.apiErr(http.StatusBadRequest, "invalid_query_string", "Query validation error: 'Object didn't pass validation for format email: nope' on property email (Email address to search for (case-sensitive).).", http.MethodGet, "/api/v2/users-by-email?email=nope", nil)
 	// fields / include_fields.
 	only := f.list(http.StatusOK, http.MethodGet, "/api/v2/users-by-email?email=mixed.case%40example.com&fields=user_id,email", nil)
 	require.Equal(t, map[string]any{"user_id": u["user_id"], "email": "mixed.case@example.com"}, only[0])
@@ -335,4 +335,21 @@ func TestDeleteUserIdempotent(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, status)
 	require.Empty(t, b)
 	require.Nil(t, f.e.UserRoles(id))
+}
+
+// go-auth0's recording TestUserManager_Update: connection, password and
+// app_metadata in one PATCH.
+func TestPatchAsRecorded(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	f := setup(t, emulator.Options{Now: clock.Now})
+	u := f.createUser("chuck@example.com", nil)
+	clock.Add(1500 * time.Millisecond)
+	got := f.obj(http.StatusOK, http.MethodPatch, userPath(u["user_id"].(string)), map[string]any{
+		"connection": "Username-Password-Authentication", "password": "I have a password and its a secret", "app_metadata": map[string]any{"foo": "bar"},
+	})
+	require.Equal(t, map[string]any{"foo": "bar"}, got["app_metadata"])
+	require.Equal(t, "2025-12-14T14:30:01.500Z", got["updated_at"])
+	require.Equal(t, got["updated_at"], got["last_password_reset"])
+	require.Equal(t, u["created_at"], got["created_at"])
 }
