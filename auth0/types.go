@@ -117,6 +117,11 @@ type ExportJob struct {
 	// ConnectionID limits the export to one connection (con_…); empty is all.
 	ConnectionID string    `json:"connection_id,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
+	// Connection is the name of the connection exported, if one was given.
+	Connection string `json:"connection,omitempty"`
+	// Limit and Fields echo the request.
+	Limit  int           `json:"limit,omitempty"`
+	Fields []ExportField `json:"fields,omitempty"`
 }
 
 // ExportField is one field of a users export: its name in the user profile
@@ -140,4 +145,7 @@ type ExportRequest struct {
 	Fields []ExportField
 	// Limit caps the number of users; 0 is all.
 	Limit int
+	// PollInterval is the first wait between polls of the job; it grows by
+	// half on each poll up to 10s. Default 500ms.
+	PollInterval time.Duration
 }
