@@ -112,7 +112,8 @@ func (a *attempt) patch(ctx context.Context, req auth0.UpdateUserRequest, acts P
 	case errors.Is(err, auth0.ErrNotFound):
 		a.audit("update", "failed", nil, err)
 		return errReobserve
-	case errors.Is(err, auth0.ErrConflict) && req.Email != nil:
+	case req.Email != nil && (errors.Is(err, auth0.ErrConflict) || apiErrorCode(err) == "auth0_idp_error"):
+		// Auth0 answers a taken email with 409 (or 400 auth0_idp_error).
 		a.audit("update", "conflict", nil, err)
 		return &ConflictError{Email: *req.Email, UserID: "(another account)", Reason: "so the email change cannot be applied: " + apiMessage(err)}
 	default:
@@ -146,7 +147,7 @@ func (a *attempt) role(ctx context.Context, act Action) error {
 
 // errCreateUnknown: a POST /users whose answer was lost, and a look found no
 // account. The next attempt looks again before it creates; never now.
-var errCreateUnknown = errors.New("create user: outcome unknown and no account found yet")
+var errCreateUnknown = fmt.Errorf("create user: no account found after a lost answer yet: %w", auth0.ErrOutcomeUnknown)
 
 func (a *attempt) create(ctx context.Context, d Desired) error {
 	if a.createUnknown {
@@ -219,6 +220,14 @@ func userSummary(u *auth0.User) map[string]any {
 		"created_at":   u.CreatedAt,
 		"updated_at":   u.UpdatedAt,
 	}
+}
+
+func apiErrorCode(err error) string {
+	var ae *auth0.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode
+	}
+	return ""
 }
 
 func apiMessage(err error) string {

@@ -69,8 +69,12 @@ type Config struct {
 	Adopt AdoptPolicy
 	// RetryBase and RetryMax bound the backoff of transient failures.
 	RetryBase, RetryMax time.Duration
-	// Timeout bounds one reconcile, Auth0 calls and all (default 2m).
+	// Timeout bounds one reconcile, Auth0 calls and all (default 30s); the
+	// employee's lease lasts 30 s longer.
 	Timeout time.Duration
+	// BusyWait is how long Reconcile waits for another worker's lease on the
+	// same employee before it returns ErrBusy (default 10s).
+	BusyWait time.Duration
 	// Guard, if set, may refuse deprovisioning.
 	Guard DeprovisionGuard
 	// Logger receives one line per reconcile that changed something.
@@ -96,7 +100,8 @@ func (c Config) WithDefaults() Config {
 	c.Adopt = cmp.Or(c.Adopt, AdoptConflict)
 	c.RetryBase = cmp.Or(c.RetryBase, 2*time.Second)
 	c.RetryMax = cmp.Or(c.RetryMax, 10*time.Minute)
-	c.Timeout = cmp.Or(c.Timeout, 2*time.Minute)
+	c.Timeout = cmp.Or(c.Timeout, 30*time.Second)
+	c.BusyWait = cmp.Or(c.BusyWait, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

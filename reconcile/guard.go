@@ -66,12 +66,12 @@ type Guard struct {
 	allowMass bool
 	now       func() time.Time
 
-	mu       sync.Mutex
-	recent   []time.Time // allowed deprovisions within window
-	managed  int
-	counted  time.Time
-	tripped  string // why, once tripped
-	onTrip   func(reason string)
+	mu      sync.Mutex
+	recent  []time.Time // allowed deprovisions within window
+	managed int
+	counted time.Time
+	tripped string // why, once tripped
+	onTrip  func(reason string)
 }
 
 // GuardConfig configures a Guard.

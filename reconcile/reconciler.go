@@ -81,12 +81,9 @@ func (e *ConflictError) Error() string {
 // or a create found one); read Auth0 again and re-plan.
 var errReobserve = errors.New("auth0 state changed: observe again")
 
-// lockNamespace is the first key of the per-employee advisory locks ("syn").
-const lockNamespace = 0x73796e
-
 // Reconciler converges Auth0 with employee rows. It is safe for concurrent
 // use; one employee is reconciled by one caller at a time across every
-// process sharing the database (a transaction-scoped advisory lock).
+// process sharing the database (a lease on the row, auth0_locked_until).
 type Reconciler struct {
 	pool  *pgxpool.Pool
 	api   Auth0
@@ -126,7 +123,6 @@ type attempt struct {
 	id     int64
 	rid    string
 	log    *slog.Logger
-	tx     pgx.Tx
 	emp    *Employee
 	logs   []auditEntry
 	userID string
@@ -147,41 +143,21 @@ type attempt struct {
 // Reconcile converges employee id: it reads the row and Auth0, applies the
 // difference, and records status and audit rows in one transaction. The
 // error is non-nil only when nothing could be recorded (the database is
-// unreachable); every Auth0 failure is an Outcome.
+// unreachable, ErrBusy, or a deleted row's deprovisioning must be retried);
+// every other Auth0 failure is an Outcome.
 func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
 	rid := newReconcileID()
 	ctx = context.WithValue(ctx, ctxKey{}, rid)
 	a := &attempt{r: r, id: id, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "employee_id", id)}
 	start := time.Now()
 
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("acquire connection: %w", err)
-	}
-	defer conn.Release()
-	a.tx, err = conn.Begin(ctx)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("begin: %w", err)
-	}
-	defer a.tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := a.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", int32(lockNamespace), int32(id%math.MaxInt32)); err != nil {
-		return Outcome{}, fmt.Errorf("lock employee: %w", err)
-	}
-	// Mark syncing and count the attempt in its own committed statement: if
-	// this process dies after POST /users, the next attempt sees that an
-	// account may exist and looks before it creates.
-	row := r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing', auth0_sync_attempts = auth0_sync_attempts + 1
-		WHERE id = $1 RETURNING `+employeeColumns, id)
-	a.emp, err = scanEmployee(row)
-	if errors.Is(err, pgx.ErrNoRows) {
-		out, err := a.rowDeleted(ctx)
-		if err != nil {
-			return out, err
-		}
-		return out, a.commit(ctx)
+	var err error
+	a.emp, err = r.claim(ctx, id)
+	if errors.Is(err, errNoRow) {
+		return a.rowDeleted(ctx)
 	}
 	if err != nil {
-		return Outcome{}, fmt.Errorf("read employee: %w", err)
+		return Outcome{}, err
 	}
 
 	workCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
@@ -198,18 +174,56 @@ func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
 	if err := a.record(rec, &out); err != nil {
 		return out, err
 	}
-	if err := a.commit(rec); err != nil {
-		return out, err
-	}
 	a.report(ctx, out, time.Since(start))
 	return out, nil
 }
 
-func (a *attempt) commit(ctx context.Context) error {
-	if err := a.tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+// ErrBusy says that another worker (in this process or another) holds the
+// employee's lease and kept it for longer than Reconcile waits; try later.
+var ErrBusy = errors.New("employee is being reconciled by another worker")
+
+var errNoRow = errors.New("no such employee row")
+
+// claim takes the employee's lease, marks the row syncing and counts the
+// attempt, in one committed statement: the lease gives one worker per
+// employee across all processes, and the committed count tells the next
+// attempt, if this process dies after POST /users, that an account may exist
+// and must be looked for before creating. A held lease is waited for, a
+// little; a lease of a dead process expires.
+func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
+	lease := (r.cfg.Timeout + 30*time.Second).Seconds()
+	wait := 5 * time.Millisecond
+	deadline := time.Now().Add(r.cfg.BusyWait)
+	for {
+		e, err := scanEmployee(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
+				auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2)
+			WHERE id = $1 AND (auth0_locked_until IS NULL OR auth0_locked_until < now())
+			RETURNING `+employeeColumns, id, lease))
+		if err == nil {
+			return e, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("claim employee: %w", err)
+		}
+		var exists bool
+		if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM employees WHERE id = $1)`, id).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("claim employee: %w", err)
+		}
+		if !exists {
+			return nil, errNoRow
+		}
+		if time.Now().After(deadline) {
+			return nil, ErrBusy
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		wait = min(wait*2, 500*time.Millisecond)
 	}
-	return nil
 }
 
 func (a *attempt) report(ctx context.Context, out Outcome, took time.Duration) {
@@ -462,4 +476,17 @@ func newPassword() string {
 		b[i], b[j] = b[j], b[i]
 	}
 	return string(b)
+}
+
+// Abandoned returns employees left "syncing" by a process that died in the
+// middle of a reconcile: their lease expired. Rows that came from the outbox
+// come back through it anyway; this finds the others (a retry or a drift
+// requeue that was in flight).
+func (r *Reconciler) Abandoned(ctx context.Context) ([]int64, error) {
+	rows, err := r.pool.Query(ctx, `SELECT id FROM employees
+		WHERE auth0_sync_status = 'syncing' AND auth0_locked_until < now()`)
+	if err != nil {
+		return nil, fmt.Errorf("find abandoned rows: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }

@@ -317,19 +317,7 @@ func (r *Reconciler) DeprovisionOrphan(ctx context.Context, o Orphan) (Outcome, 
 	a := &attempt{r: r, id: o.EmployeeID, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "auth0_user_id", o.UserID)}
 	a.noEmployeeCheck = true
 	out := a.deprovision(ctx, o.UserID, "")
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return out, fmt.Errorf("acquire connection: %w", err)
-	}
-	defer conn.Release()
-	if a.tx, err = conn.Begin(ctx); err != nil {
-		return out, fmt.Errorf("begin: %w", err)
-	}
-	defer a.tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if err := a.writeLogs(ctx); err != nil {
-		return out, err
-	}
-	if err := a.commit(ctx); err != nil {
+	if err := a.writeLogs(context.WithoutCancel(ctx)); err != nil {
 		return out, err
 	}
 	if out.Result == ResultRetry {

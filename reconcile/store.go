@@ -44,10 +44,11 @@ func (a *attempt) audit(action, status string, response map[string]any, err erro
 	a.logs = append(a.logs, e)
 }
 
-// record writes the outcome to the employee's row and the audit log, in the
-// reconcile's transaction. A row that changed since it was read is not
-// marked: the change made it pending and queued it again; only the account
-// link is kept, so that the next pass finds the account.
+// record writes the outcome to the employee's row, releases its lease, and
+// writes the audit log: one batch, one round trip, one implicit transaction.
+// A row that changed since it was read is not marked: the change made it
+// pending and queued it again; only the account link is kept, so that the
+// next pass finds the account, and the last-applied record is cleared.
 func (a *attempt) record(ctx context.Context, out *Outcome) error {
 	now := a.r.cfg.Now()
 	var (
@@ -64,50 +65,58 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 	switch out.Result {
 	case ResultDone:
 		attempts, syncedAt = 0, now
-		if a.desired != nil {
-			st := a.desired.State
-			if a.deleted {
-				st = State{} // nothing of ours left to remember
-			}
+		if a.desired != nil && !a.deleted {
 			var err error
-			if state, err = json.Marshal(st); err != nil {
+			if state, err = json.Marshal(a.desired.State); err != nil {
 				return fmt.Errorf("encode synced state: %w", err)
-			}
-			if a.deleted {
-				state = nil
 			}
 		}
 	case ResultRetry:
 		next = out.NextAttempt
 	}
 	var userID any
-	if a.userID != "" {
+	if a.userID != "" && !a.deleted {
 		userID = a.userID
 	}
-	if a.deleted {
-		userID = nil
-	}
-	tag, err := a.tx.Exec(ctx, `UPDATE employees SET
+	known := a.userID != "" || a.deleted
+	version := int64(a.emp.version)
+	b := &pgx.Batch{}
+	// Exactly one of the two updates matches: the first if someone changed
+	// the row meanwhile (its version moved on), else the second.
+	b.Queue(`UPDATE employees SET auth0_user_id = CASE WHEN $3::bool THEN $2 ELSE auth0_user_id END,
+			auth0_account_created_at = COALESCE(auth0_account_created_at, $4), auth0_synced_state = NULL, auth0_locked_until = NULL
+		WHERE id = $1 AND xmin::text::bigint <> $5`, a.id, userID, known, a.createdAt, version)
+	b.Queue(`UPDATE employees SET
 			auth0_sync_status = $2, auth0_sync_error = $3, auth0_sync_attempts = $4, auth0_next_attempt_at = $5,
 			auth0_synced_at = COALESCE($6, auth0_synced_at), auth0_user_id = $7,
-			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9
+			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9, auth0_locked_until = NULL
 		WHERE id = $1 AND xmin::text::bigint = $10`,
-		a.id, out.Status, syncErr, attempts, next, syncedAt, userID, a.createdAt, state, int64(a.emp.version))
+		a.id, out.Status, syncErr, attempts, next, syncedAt, userID, a.createdAt, state, version)
+	if err := a.queueLogs(b); err != nil {
+		return err
+	}
+	res := a.r.pool.SendBatch(ctx, b)
+	staleTag, err := res.Exec()
 	if err != nil {
+		res.Close()
 		return fmt.Errorf("record outcome: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
-		out.Result, out.Status = ResultStale, ""
-		if _, err := a.tx.Exec(ctx, `UPDATE employees SET auth0_user_id = $2,
-				auth0_account_created_at = COALESCE(auth0_account_created_at, $3), auth0_synced_state = NULL
-			WHERE id = $1`, a.id, userID, a.createdAt); err != nil {
-			return fmt.Errorf("record account of a changed row: %w", err)
-		}
+	tag, err := res.Exec()
+	if err != nil {
+		res.Close()
+		return fmt.Errorf("record outcome: %w", err)
 	}
-	return a.writeLogs(ctx)
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("write audit log: %w", err)
+	}
+	if staleTag.RowsAffected() > 0 || tag.RowsAffected() == 0 {
+		out.Result, out.Status = ResultStale, ""
+	}
+	return nil
 }
 
-func (a *attempt) writeLogs(ctx context.Context) error {
+// queueLogs adds the audit rows to b.
+func (a *attempt) queueLogs(b *pgx.Batch) error {
 	if len(a.logs) == 0 {
 		return nil
 	}
@@ -121,18 +130,27 @@ func (a *attempt) writeLogs(ctx context.Context) error {
 			responses = append(responses, nil)
 			continue
 		}
-		b, err := json.Marshal(l.response)
+		raw, err := json.Marshal(l.response)
 		if err != nil {
 			return fmt.Errorf("encode audit response: %w", err)
 		}
-		s := string(b)
+		s := string(raw)
 		responses = append(responses, &s)
 	}
-	_, err := a.tx.Exec(ctx, `INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error, reconcile_id)
+	b.Queue(`INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error, reconcile_id)
 		SELECT $1, u, act, st, r::jsonb, e, $2
 		  FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(u, act, st, r, e)`,
 		a.id, a.rid, users, actions, statuses, responses, errs)
-	if err != nil {
+	return nil
+}
+
+// writeLogs writes the audit rows on their own.
+func (a *attempt) writeLogs(ctx context.Context) error {
+	b := &pgx.Batch{}
+	if err := a.queueLogs(b); err != nil || b.Len() == 0 {
+		return err
+	}
+	if err := a.r.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write audit log: %w", err)
 	}
 	return nil
@@ -151,7 +169,7 @@ func nullable(s string) *string {
 // an error: the caller keeps the outbox row and tries again.
 func (a *attempt) rowDeleted(ctx context.Context) (Outcome, error) {
 	var userID, email *string
-	err := a.tx.QueryRow(ctx, `SELECT auth0_user_id, email FROM auth0_outbox
+	err := a.r.pool.QueryRow(ctx, `SELECT auth0_user_id, email FROM auth0_outbox
 		WHERE employee_id = $1 AND op = 'delete' ORDER BY id DESC LIMIT 1`, a.id).Scan(&userID, &email)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Outcome{Result: ResultDone}, nil // never existed, or already handled

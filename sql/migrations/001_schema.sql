@@ -32,6 +32,9 @@ ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_next_attempt_at timestamptz
 -- only): lets a row change be converged without reading Auth0 first. NULL
 -- means "read Auth0 before acting" (never synced, after a failure, or drift).
 ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_synced_state jsonb;
+-- The lease of the reconcile working on the row: one worker per employee
+-- across every process. A lease that expired belongs to a process that died.
+ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_locked_until timestamptz;
 
 ALTER TABLE employees ALTER COLUMN auth0_sync_status SET DEFAULT 'pending';
 

@@ -1,0 +1,129 @@
+package reconcile_test
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/reconcile"
+)
+
+// converge reconciles every employee with 8 workers.
+func (b *bundle) converge() {
+	b.t.Helper()
+	rows, err := b.pool.Query(b.ctx, `SELECT id FROM employees ORDER BY id`)
+	require.NoError(b.t, err)
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		require.NoError(b.t, rows.Scan(&id))
+		ids = append(ids, id)
+	}
+	require.NoError(b.t, rows.Err())
+	work := make(chan int64)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				if _, err := b.rec.Reconcile(b.ctx, id); err != nil {
+					b.t.Error(err)
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+}
+
+func TestDriftScan(t *testing.T) {
+	t.Parallel()
+	const n = 2000
+	b := setup(t)
+	b.exec(`INSERT INTO employees (name, email, department) SELECT 'Employee ' || g, 'e' || g || '@example.com', 'Dept ' || (g % 7) FROM generate_series(1, $1) g`, n)
+	b.converge()
+	var synced int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM employees WHERE auth0_sync_status = 'synced'`).Scan(&synced))
+	require.Equal(t, n, synced)
+
+	userOf := func(i int) string { return b.row(int64(i)).UserID }
+	// Tamper by hand, as someone in the dashboard would.
+	require.NoError(t, b.api.RemoveUserRoles(b.ctx, userOf(10), []string{b.emu.RoleID("production_associate")}))
+	_, err := b.api.UpdateUser(b.ctx, userOf(20), auth0.UpdateUserRequest{AppMetadata: map[string]any{"department": "Hacked", "theme": "dark"}})
+	require.NoError(t, err)
+	blocked := true
+	_, err = b.api.UpdateUser(b.ctx, userOf(30), auth0.UpdateUserRequest{Blocked: &blocked})
+	require.NoError(t, err)
+	require.NoError(t, b.api.DeleteUser(b.ctx, userOf(40)))
+	_, err = b.api.UpdateUser(b.ctx, userOf(50), auth0.UpdateUserRequest{UserMetadata: map[string]any{"full_name": nil}})
+	require.NoError(t, err)
+	name := "Someone Else"
+	_, err = b.api.UpdateUser(b.ctx, userOf(60), auth0.UpdateUserRequest{Name: &name})
+	require.NoError(t, err)
+	require.NoError(t, b.api.AssignUserRoles(b.ctx, userOf(70), []string{b.emu.RoleID("production_lead")}))
+	require.NoError(t, b.api.AssignUserRoles(b.ctx, userOf(80), []string{b.emu.RoleID("billing_admin")})) // not ours: no drift
+	orphan, err := b.api.CreateUser(b.ctx, auth0.CreateUserRequest{Connection: "Username-Password-Authentication", Email: "ghost@example.com",
+		Password: "Str0ng!Passw0rd", AppMetadata: map[string]any{"employee_id": 999999, "created_by": "productivity_system"}})
+	require.NoError(t, err)
+	_, err = b.api.CreateUser(b.ctx, auth0.CreateUserRequest{Connection: "Username-Password-Authentication", Email: "stranger@example.com",
+		Password: "Str0ng!Passw0rd", AppMetadata: map[string]any{"plan": "gold"}}) // not ours: ignored
+	require.NoError(t, err)
+
+	b.emu.ResetCalls()
+	res, err := b.rec.Scan(b.ctx)
+	require.NoError(t, err)
+	calls := b.emu.CallCount("")
+	t.Logf("drift scan of %d managed users: %d Auth0 calls (%v), %s", res.ManagedUsers, calls, b.emu.Calls(), res.Took)
+	require.LessOrEqual(t, calls, int64(n/100+10))
+	require.EqualValues(t, 0, b.emu.WriteCount())
+	require.Equal(t, n, res.Employees)
+	require.Equal(t, n, res.Compared)
+	require.Equal(t, n, res.ManagedUsers) // n - 1 deleted + 1 orphan
+
+	kinds := map[int64][]reconcile.DriftKind{}
+	for _, d := range res.Drifted {
+		kinds[d.EmployeeID] = d.Kinds
+	}
+	require.Equal(t, map[int64][]reconcile.DriftKind{
+		10: {reconcile.DriftRole},
+		20: {reconcile.DriftAppMetadata},
+		30: {reconcile.DriftBlocked},
+		40: {reconcile.DriftMissing},
+		50: {reconcile.DriftUserMetadata},
+		60: {reconcile.DriftProfile},
+		70: {reconcile.DriftRole},
+	}, kinds)
+	require.Len(t, res.Orphans, 1)
+	require.Equal(t, orphan.UserID, res.Orphans[0].UserID)
+	require.EqualValues(t, 999999, res.Orphans[0].EmployeeID)
+	require.Equal(t, 1, res.Deprovisions())
+
+	// Heal: requeue the drifted rows and reconcile them; deprovision the orphan.
+	var ids []int64
+	for id := range kinds {
+		ids = append(ids, id)
+	}
+	marked, err := reconcile.Requeue(b.ctx, b.pool, ids, false)
+	require.NoError(t, err)
+	require.EqualValues(t, len(ids), marked)
+	for _, id := range ids {
+		out := b.reconcile(id)
+		require.Equal(t, "synced", out.Status, "employee %d: %v", id, out.Err)
+	}
+	_, err = b.rec.DeprovisionOrphan(b.ctx, res.Orphans[0])
+	require.NoError(t, err)
+	require.Equal(t, true, b.user(orphan.UserID)["blocked"])
+	require.Equal(t, "dark", b.user(userOf(20))["app_metadata"].(map[string]any)["theme"], "foreign key kept")
+
+	res, err = b.rec.Scan(b.ctx)
+	require.NoError(t, err)
+	require.Empty(t, res.Drifted)
+	require.Len(t, res.Orphans, 1)
+	require.Equal(t, 0, res.Deprovisions(), "the orphan is blocked already")
+}
