@@ -73,7 +73,6 @@ func jitter() time.Duration { return rand.N(resetJitter) }
 // sequence number for observe. It gives up with ctx.Err() when ctx is done and
 // with a *waitExceedsBudgetError when the wait would pass deadline.
 func (g *gate) acquire(ctx context.Context, deadline time.Time) (seq uint64, waited time.Duration, err error) {
-	start := time.Now()
 	j := jitter() // one per caller, so that waiters spread out
 	for {
 		g.mu.Lock()
@@ -105,22 +104,24 @@ func (g *gate) acquire(ctx context.Context, deadline time.Time) (seq uint64, wai
 				}
 			}
 			g.mu.Unlock()
-			return seq, time.Since(start), nil
+			return seq, waited, nil
 		}
 		ch := g.changed
 		g.mu.Unlock()
 		if !waitProbe && until.After(deadline) {
-			return 0, time.Since(start), &waitExceedsBudgetError{until: until}
+			return 0, waited, &waitExceedsBudgetError{until: until}
 		}
+		start := time.Now()
 		t := time.NewTimer(time.Until(until))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return 0, time.Since(start), ctx.Err()
+			return 0, waited + time.Since(start), ctx.Err()
 		case <-ch:
 			t.Stop()
 		case <-t.C:
 		}
+		waited += time.Since(start)
 	}
 }
 
