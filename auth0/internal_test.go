@@ -240,4 +240,3 @@ func TestGateProbesAStaleWindow(t *testing.T) {
 	defer g.mu.Unlock()
 	require.Equal(t, 8, g.remaining, "9 left when the probe was answered, minus the one let through since")
 }
-
