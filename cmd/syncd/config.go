@@ -6,12 +6,15 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/lmittmann/tint"
 
 	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/reconcile"
 )
 
 // Each setting is a flag whose default comes from an environment variable.
@@ -149,4 +152,149 @@ func formatDuration(d time.Duration) string {
 	default:
 		return d.Round(time.Millisecond).String()
 	}
+}
+
+// envDuration, envInt and envBool register typed flags with environment
+// fallbacks; a malformed environment value is reported by validate through
+// the returned check.
+func envDuration(fs *flag.FlagSet, e *env, p *time.Duration, name, envName string, def time.Duration, usage string) func() error {
+	*p = def
+	raw := e.getenv(envName)
+	if raw != "" {
+		v, err := time.ParseDuration(raw)
+		if err != nil {
+			fs.DurationVar(p, name, def, usage+" (env "+envName+")")
+			return func() error { return usagef("%s: must be a duration like 30s or 15m, got %q", envName, raw) }
+		}
+		*p = v
+	}
+	fs.DurationVar(p, name, *p, usage+" (env "+envName+")")
+	return func() error { return nil }
+}
+
+func envInt(fs *flag.FlagSet, e *env, p *int, name, envName string, def int, usage string) func() error {
+	*p = def
+	raw := e.getenv(envName)
+	var bad error
+	if raw != "" {
+		v, err := strconv.Atoi(raw)
+		if err != nil {
+			bad = usagef("%s: must be a whole number, got %q", envName, raw)
+		} else {
+			*p = v
+		}
+	}
+	fs.IntVar(p, name, *p, usage+" (env "+envName+")")
+	return func() error { return bad }
+}
+
+func envFloat(fs *flag.FlagSet, e *env, p *float64, name, envName string, def float64, usage string) func() error {
+	*p = def
+	raw := e.getenv(envName)
+	var bad error
+	if raw != "" {
+		v, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			bad = usagef("%s: must be a number, got %q", envName, raw)
+		} else {
+			*p = v
+		}
+	}
+	fs.Float64Var(p, name, *p, usage+" (env "+envName+")")
+	return func() error { return bad }
+}
+
+func envBool(fs *flag.FlagSet, e *env, p *bool, name, envName string, usage string) func() error {
+	raw := e.getenv(envName)
+	var bad error
+	if raw != "" {
+		v, err := strconv.ParseBool(raw)
+		if err != nil {
+			bad = usagef("%s: must be true or false, got %q", envName, raw)
+		} else {
+			*p = v
+		}
+	}
+	fs.BoolVar(p, name, *p, usage+" (env "+envName+")")
+	return func() error { return bad }
+}
+
+// clientConfig is how syncd talks to Auth0 beyond the credentials.
+type clientConfig struct {
+	Rate  float64
+	Burst int
+
+	checks []func() error
+}
+
+func (c *clientConfig) register(fs *flag.FlagSet, e *env) {
+	c.checks = append(c.checks,
+		envFloat(fs, e, &c.Rate, "auth0-rate", "AUTH0_RATE", 0, "client-side limit of Management API requests per second, sized to your plan (free: 2, enterprise: 16; 0: none, obey Auth0's headers only)"),
+		envInt(fs, e, &c.Burst, "auth0-burst", "AUTH0_BURST", 0, "client-side burst (default: the rate, at least 1)"),
+	)
+}
+
+func (c *clientConfig) validate() error {
+	for _, check := range c.checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	if c.Rate < 0 {
+		return usagef("AUTH0_RATE: must not be negative, got %v", c.Rate)
+	}
+	if c.Burst < 0 {
+		return usagef("AUTH0_BURST: must not be negative, got %d", c.Burst)
+	}
+	return nil
+}
+
+// mappingConfig is how rows map to Auth0 (reconcile.Config).
+type mappingConfig struct {
+	Connection  string
+	Roles       string
+	Timezone    string
+	CreatedBy   string
+	Deprovision string
+	Adopt       string
+	Username    string
+
+	cfg reconcile.Config
+}
+
+func (c *mappingConfig) register(fs *flag.FlagSet, e *env) {
+	envString(fs, e, &c.Connection, "connection", "AUTH0_CONNECTION", "Username-Password-Authentication", "Auth0 database connection that accounts live in")
+	envString(fs, e, &c.Roles, "roles", "SYNCD_ROLES", "associate=production_associate", "role mapping: comma-separated role_code=Auth0 role name")
+	envString(fs, e, &c.Timezone, "timezone", "SYNCD_TIMEZONE", "America/Chicago", "user_metadata.timezone given to new accounts")
+	envString(fs, e, &c.CreatedBy, "created-by", "SYNCD_CREATED_BY", "productivity_system", "app_metadata.created_by tag that marks accounts syncd manages")
+	envString(fs, e, &c.Deprovision, "deprovision", "SYNCD_DEPROVISION", "block", "what happens to a leaver's account: block or delete")
+	envString(fs, e, &c.Adopt, "adopt", "SYNCD_ADOPT", "conflict", "an existing account with the employee's email and no employee_id: conflict (a person decides) or adopt")
+	envString(fs, e, &c.Username, "username", "SYNCD_USERNAME", "off", "usernames: off, or local-part (the email's local part; for connections that require usernames)")
+}
+
+func (c *mappingConfig) validate() error {
+	roles, err := reconcile.ParseRoles(c.Roles)
+	if err != nil {
+		return usagef("SYNCD_ROLES: %v", err)
+	}
+	c.cfg = reconcile.Config{
+		Connection:  c.Connection,
+		Roles:       roles,
+		Timezone:    c.Timezone,
+		CreatedBy:   c.CreatedBy,
+		Deprovision: reconcile.DeprovisionMode(c.Deprovision),
+		Adopt:       reconcile.AdoptPolicy(c.Adopt),
+		Username:    reconcile.UsernameMode(c.Username),
+	}.WithDefaults()
+	if err := c.cfg.Validate(); err != nil {
+		// One line, naming the setting.
+		msg := strings.SplitN(err.Error(), "\n", 2)[0]
+		for prefix, env := range map[string]string{"deprovision:": "SYNCD_DEPROVISION:", "adopt:": "SYNCD_ADOPT:", "username:": "SYNCD_USERNAME:", "timezone:": "SYNCD_TIMEZONE:"} {
+			if rest, ok := strings.CutPrefix(msg, prefix); ok {
+				msg = env + rest
+			}
+		}
+		return usagef("%s", msg)
+	}
+	return nil
 }

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/internal/breaker"
+	"github.com/syncd/syncd/outbox"
+	"github.com/syncd/syncd/reconcile"
+)
+
+// daemon is `syncd run`: the change source, the retry timer, the worker
+// pool, the drift scan and the HTTP server, each a Run(ctx) under one
+// errgroup.
+type daemon struct {
+	log          *slog.Logger
+	pool         *pgxpool.Pool
+	api          *auth0.Client
+	rec          *reconcile.Reconciler
+	queue        *outbox.Queue
+	source       interface{ Run(context.Context) error }
+	retry        *outbox.RetryTimer
+	breaker      *breaker.Breaker
+	guard        *reconcile.Guard
+	metrics      *metrics
+	resyncEvery  time.Duration
+	metricsAddr  string
+	shutdownWait time.Duration
+
+	// stopping is done once shutdown begins.
+	stopping context.Context
+
+	listening   atomic.Pointer[string] // the HTTP server's address once it listens
+	lastScanErr atomic.Pointer[string]
+	// onConverged, if set, hears every reconcile that changed something (the demo's live output).
+	onConverged func(id int64, out reconcile.Outcome)
+}
+
+// handle is the work queue's handler: it waits while the breaker is open,
+// then reconciles. It returns an error only when the outcome could not be
+// recorded (the database is down): the queue then retries the key.
+func (d *daemon) handle(ctx context.Context, id int64) error {
+	// Waiting on the breaker ends at shutdown too: the key's outbox rows
+	// stay, so nothing is lost.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.stopping, cancel)()
+	if err := d.breaker.Wait(wctx); err != nil {
+		return fmt.Errorf("wait for the breaker: %w", err)
+	}
+	start := time.Now()
+	out, err := d.rec.Reconcile(ctx, id)
+	d.metrics.reconciled(out, err, time.Since(start))
+	if err == nil && d.onConverged != nil && (len(out.Applied) > 0 || out.Result != reconcile.ResultDone) {
+		d.onConverged(id, out)
+	}
+	return err
+}
+
+// Run runs every part until ctx is done, then drains: no new work, in-flight
+// reconciles finish or are left durably pending, and it returns within the
+// shutdown timeout.
+func (d *daemon) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	d.stopping = ctx
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return d.queue.Run(gctx) })
+	g.Go(func() error { return d.source.Run(gctx) })
+	g.Go(func() error { return d.retry.Run(gctx) })
+	g.Go(func() error { return d.breaker.Run(gctx) })
+	g.Go(func() error { return d.driftLoop(gctx) })
+	g.Go(func() error { return d.rescueLoop(gctx) })
+	if d.metricsAddr != "" {
+		ln, err := net.Listen("tcp", d.metricsAddr)
+		if err != nil {
+			cancel()
+			_ = g.Wait()
+			return fmt.Errorf("metrics server: %w", err)
+		}
+		addr := ln.Addr().String()
+		d.listening.Store(&addr)
+		srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer scancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	d.log.InfoContext(ctx, "syncd running", "metrics_addr", d.metricsAddr)
+
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		return err // a part failed
+	case <-ctx.Done():
+	}
+	d.log.InfoContext(ctx, "shutting down: no new work; in-flight reconciles finish or stay pending", "timeout", d.shutdownWait)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		d.log.Info("stopped")
+		return nil
+	case <-time.After(d.shutdownWait):
+		return fmt.Errorf("shutdown timed out after %s; unfinished work stays pending in the database", d.shutdownWait)
+	}
+}
+
+// driftLoop scans at start and every resyncEvery.
+func (d *daemon) driftLoop(ctx context.Context) error {
+	for {
+		if open, _ := d.breaker.State(); !open {
+			d.scanOnce(ctx)
+		}
+		t := time.NewTimer(d.resyncEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (d *daemon) scanOnce(ctx context.Context) {
+	start := time.Now()
+	res, err := d.rec.Scan(ctx)
+	d.metrics.scanned(res, err, time.Since(start))
+	if err != nil {
+		if ctx.Err() == nil {
+			msg := err.Error()
+			d.lastScanErr.Store(&msg)
+			d.log.WarnContext(ctx, "drift scan failed", "error", err)
+		}
+		return
+	}
+	d.lastScanErr.Store(nil)
+	attrs := []any{"employees", res.Employees, "managed_users", res.ManagedUsers, "drifted", len(res.Drifted),
+		"orphans", len(res.Orphans), "took", res.Took.Round(time.Millisecond)}
+	if len(res.Drifted) == 0 && len(res.Orphans) == 0 {
+		d.log.DebugContext(ctx, "drift scan found nothing", attrs...)
+		return
+	}
+	d.log.InfoContext(ctx, "drift scan found drift", attrs...)
+	guardErr := d.guard.Check(ctx, res.Deprovisions())
+	var ids []int64
+	for _, dr := range res.Drifted {
+		if dr.Deprovisions && guardErr != nil {
+			continue
+		}
+		ids = append(ids, dr.EmployeeID)
+	}
+	if _, err := reconcile.Requeue(ctx, d.pool, ids, false); err != nil {
+		d.log.WarnContext(ctx, "requeue drifted employees", "error", err)
+	}
+	if guardErr != nil {
+		return // the guard logged why once
+	}
+	for _, o := range res.Orphans {
+		if o.Blocked {
+			continue
+		}
+		if _, err := d.rec.DeprovisionOrphan(ctx, o); err != nil {
+			d.log.WarnContext(ctx, "deprovision orphan account", "auth0_user_id", o.UserID, "error", err)
+		}
+	}
+}
+
+// rescueLoop feeds rows left "syncing" by a dead process back to the queue.
+func (d *daemon) rescueLoop(ctx context.Context) error {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		ids, err := d.rec.Abandoned(ctx)
+		if err == nil {
+			for _, id := range ids {
+				d.queue.Enqueue(id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (d *daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		checks := d.readiness(r.Context())
+		ready := checks["database"] == "ok" && checks["auth0_token"] == "ok" && checks["breaker"] == "ok"
+		w.Header().Set("Content-Type", "application/json")
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+	})
+	return mux
+}
+
+// readiness checks the database, the Auth0 token and the breaker, and says
+// whether the mass-deprovision guard holds (which does not make syncd
+// unready: everything else goes on). Its messages name causes, never secrets
+// or people.
+func (d *daemon) readiness(ctx context.Context) map[string]string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	checks := map[string]string{"database": "ok", "auth0_token": "ok", "breaker": "ok"}
+	if err := d.pool.Ping(ctx); err != nil {
+		checks["database"] = "unreachable"
+	}
+	if err := d.api.Token(ctx); err != nil {
+		checks["auth0_token"] = tokenProblem(err)
+	}
+	if open, cause := d.breaker.State(); open {
+		checks["breaker"] = "open: " + string(cause)
+	}
+	if reason := d.guard.Tripped(); reason != "" {
+		checks["deprovision_guard"] = "holding deprovisioning: " + reason
+	}
+	return checks
+}
+
+func tokenProblem(err error) string {
+	var ae *auth0.APIError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("token refused: %d %s", ae.StatusCode, ae.ErrorCode)
+	}
+	return "token endpoint unreachable"
+}

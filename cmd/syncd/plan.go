@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/reconcile"
+)
+
+func init() {
+	register("plan", "show the drift a scan would fix, without fixing it (makes no write call)", cmdPlan)
+}
+
+// planEntry is one line of `syncd plan`.
+type planEntry struct {
+	EmployeeID int64                 `json:"employee_id,omitempty"`
+	UserID     string                `json:"auth0_user_id,omitempty"`
+	Drift      []reconcile.DriftKind `json:"drift"`
+	Actions    reconcile.Plan        `json:"actions"`
+	Note       string                `json:"note,omitempty"`
+}
+
+func cmdPlan(ctx context.Context, e *env, args []string) error {
+	var (
+		db      dbConfig
+		a0      auth0Config
+		client  clientConfig
+		mapping mappingConfig
+		log     logConfig
+		asJSON  bool
+	)
+	fs := newFlagSet(e, "plan")
+	db.register(fs, e)
+	a0.register(fs, e)
+	client.register(fs, e)
+	mapping.register(fs, e)
+	log.register(fs, e)
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := firstErr(db.validate(), a0.validate(), client.validate(), mapping.validate(), log.validate()); err != nil {
+		return err
+	}
+	logger := log.logger(e.stderr)
+	pool, err := pgxpool.New(ctx, db.URL)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer pool.Close()
+	api, err := auth0.New(auth0.Config{BaseURL: a0.baseURL, ClientID: a0.ClientID, ClientSecret: a0.ClientSecret,
+		Rate: client.Rate, Burst: max(client.Burst, 1), Logger: logger})
+	if err != nil {
+		return fmt.Errorf("auth0 client: %w", err)
+	}
+	rcfg := mapping.cfg
+	rcfg.Logger = logger
+	rec, err := reconcile.New(pool, api, rcfg)
+	if err != nil {
+		return err
+	}
+	res, err := rec.Scan(ctx)
+	if err != nil {
+		return err
+	}
+	var entries []planEntry
+	for _, d := range res.Drifted {
+		p, _, err := rec.PlanFor(ctx, d.EmployeeID)
+		ent := planEntry{EmployeeID: d.EmployeeID, UserID: d.UserID, Drift: d.Kinds, Actions: p}
+		if err != nil {
+			ent.Note = err.Error()
+		}
+		entries = append(entries, ent)
+	}
+	for _, o := range res.Orphans {
+		ent := planEntry{EmployeeID: o.EmployeeID, UserID: o.UserID, Drift: []reconcile.DriftKind{reconcile.DriftOrphan}, Note: o.Reason}
+		if !o.Blocked {
+			kind := reconcile.ActionBlock
+			if rcfg.Deprovision == reconcile.DeprovisionDelete {
+				kind = reconcile.ActionDelete
+			}
+			ent.Actions = reconcile.Plan{{Kind: kind, UserID: o.UserID}}
+		}
+		entries = append(entries, ent)
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"scan": res, "plan": entries})
+	}
+	fmt.Fprintf(e.stdout, "Compared %d of %d employees with %d managed Auth0 accounts in %s.\n", res.Compared, res.Employees, res.ManagedUsers, formatDuration(res.Took))
+	if len(entries) == 0 {
+		fmt.Fprintln(e.stdout, "No drift: Auth0 matches the employees table.")
+		return nil
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "EMPLOYEE\tAUTH0 USER\tDRIFT\tPLANNED ACTIONS")
+	for _, ent := range entries {
+		emp := "-"
+		if ent.EmployeeID != 0 {
+			emp = fmt.Sprint(ent.EmployeeID)
+		}
+		actions := ent.Actions.String()
+		if ent.Note != "" {
+			actions += " (" + ent.Note + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%v\t%s\n", emp, ent.UserID, ent.Drift, actions)
+	}
+	w.Flush()
+	if n := res.Deprovisions(); n > 0 {
+		fmt.Fprintf(e.stdout, "\n%d of these would block or delete an account (subject to --max-deprovision).\n", n)
+	}
+	return nil
+}

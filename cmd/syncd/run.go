@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/internal/breaker"
+	"github.com/syncd/syncd/outbox"
+	"github.com/syncd/syncd/reconcile"
+	syncdsql "github.com/syncd/syncd/sql"
+)
+
+func init() {
+	register("run", "run the daemon: watch employees and converge Auth0", cmdRun)
+}
+
+// runConfig is every setting of `syncd run`.
+type runConfig struct {
+	db      dbConfig
+	auth0   auth0Config
+	client  clientConfig
+	mapping mappingConfig
+	log     logConfig
+
+	MetricsAddr          string
+	Source               string
+	Workers              int
+	ResyncInterval       time.Duration
+	PollInterval         time.Duration
+	SlotName             string
+	LagWarn              int
+	Migrate              bool
+	MaxDeprovision       string
+	AllowMassDeprovision bool
+	ShutdownTimeout      time.Duration
+
+	maxDeprovision reconcile.Limit
+	checks         []func() error
+}
+
+func parseRunConfig(e *env, args []string) (*runConfig, error) {
+	c := &runConfig{}
+	fs := newFlagSet(e, "run")
+	c.db.register(fs, e)
+	c.auth0.register(fs, e)
+	c.client.register(fs, e)
+	c.mapping.register(fs, e)
+	c.log.register(fs, e)
+	envString(fs, e, &c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "listen address of /metrics, /healthz and /readyz (empty: off)")
+	envString(fs, e, &c.Source, "source", "SYNCD_SOURCE", "notify", "change source: notify (LISTEN/NOTIFY + polling) or replication (logical replication slot)")
+	envString(fs, e, &c.SlotName, "slot", "SYNCD_SLOT", "syncd", "replication slot name (replication source)")
+	envString(fs, e, &c.MaxDeprovision, "max-deprovision", "SYNCD_MAX_DEPROVISION", "10%", "most accounts blocked or deleted within an hour or by one drift scan, as a count or a share of managed accounts")
+	c.checks = append(c.checks,
+		envInt(fs, e, &c.Workers, "workers", "SYNCD_WORKERS", 8, "reconciles run at once"),
+		envDuration(fs, e, &c.ResyncInterval, "resync-interval", "SYNCD_RESYNC_INTERVAL", 15*time.Minute, "time between drift scans (one runs at start)"),
+		envDuration(fs, e, &c.PollInterval, "poll-interval", "SYNCD_POLL_INTERVAL", 5*time.Second, "outbox poll interval, the fallback for missed notifications (notify source)"),
+		envInt(fs, e, &c.LagWarn, "slot-lag-warn", "SYNCD_SLOT_LAG_WARN", 256<<20, "replication slot lag in bytes above which syncd warns"),
+		envBool(fs, e, &c.Migrate, "migrate", "SYNCD_MIGRATE", "apply migrations before starting"),
+		envBool(fs, e, &c.AllowMassDeprovision, "allow-mass-deprovision", "SYNCD_ALLOW_MASS_DEPROVISION", "let deprovisioning exceed --max-deprovision (and proceed while the employees table reads empty)"),
+		envDuration(fs, e, &c.ShutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight reconciles"),
+	)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	for _, check := range c.checks {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	if err := firstErr(c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate()); err != nil {
+		return nil, err
+	}
+	switch c.Source {
+	case "notify", "replication":
+	default:
+		return nil, usagef("SYNCD_SOURCE: must be notify or replication, got %q", c.Source)
+	}
+	if c.Workers < 1 || c.Workers > 256 {
+		return nil, usagef("SYNCD_WORKERS: must be 1..256, got %d", c.Workers)
+	}
+	if c.ResyncInterval < time.Second {
+		return nil, usagef("SYNCD_RESYNC_INTERVAL: must be at least 1s, got %s", c.ResyncInterval)
+	}
+	if c.PollInterval < 10*time.Millisecond {
+		return nil, usagef("SYNCD_POLL_INTERVAL: must be at least 10ms, got %s", c.PollInterval)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return nil, usagef("SYNCD_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout)
+	}
+	limit, err := reconcile.ParseLimit(c.MaxDeprovision)
+	if err != nil {
+		return nil, usagef("SYNCD_MAX_DEPROVISION: %v", err)
+	}
+	c.maxDeprovision = limit
+	if err := validateListenAddr("METRICS_ADDR", c.MetricsAddr); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func cmdRun(ctx context.Context, e *env, args []string) error {
+	c, err := parseRunConfig(e, args)
+	if err != nil {
+		return err
+	}
+	logger := c.log.logger(e.stderr)
+	d, cleanup, err := newDaemon(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	return d.Run(ctx)
+}
+
+// newDaemon connects, migrates if asked, and wires every part.
+func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon, func(), error) {
+	if c.Migrate {
+		res, err := syncdsql.MigrateURL(ctx, c.db.URL)
+		if err != nil {
+			return nil, nil, err
+		}
+		if res.From != res.To {
+			logger.InfoContext(ctx, "schema migrated", "from", res.From, "to", res.To)
+		}
+	}
+	pcfg, err := pgxpool.ParseConfig(c.db.URL)
+	if err != nil {
+		return nil, nil, usagef("DATABASE_URL: not a valid PostgreSQL connection string")
+	}
+	// Each worker holds one connection for its reconcile's lock and briefly
+	// another; the sources and timers need a few more.
+	pcfg.MaxConns = int32(2*c.Workers + 6)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	var current int32
+	if err := pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+syncdsql.VersionTable).Scan(&current); err != nil || current < syncdsql.Latest() {
+		pool.Close()
+		return nil, nil, fmt.Errorf("database schema is not current (version %d, want %d): run `syncd migrate` or start with --migrate", current, syncdsql.Latest())
+	}
+
+	m := newMetrics()
+	d := &daemon{log: logger, pool: pool, metrics: m, resyncEvery: c.ResyncInterval, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout}
+	var api *auth0.Client
+	d.breaker = breaker.New(breaker.Config{
+		Probe: func(ctx context.Context) error {
+			if err := api.Token(ctx); err != nil {
+				return err
+			}
+			_, err := api.ListRoles(ctx, "")
+			return err
+		},
+		OnChange: func(open bool, cause breaker.Cause) {
+			if open {
+				m.breakerOpen.Set(1)
+				m.breakerTrips.WithLabelValues(breakerLabel(cause)).Inc()
+				logger.Error("breaker open: most Auth0 calls fail; reconciles wait and syncd probes until the cause clears", "cause", string(cause))
+			} else {
+				m.breakerOpen.Set(0)
+				logger.Info("breaker closed: Auth0 answers again; reconciles resume")
+			}
+		},
+	})
+	burst := c.client.Burst
+	if c.client.Rate > 0 && burst == 0 {
+		burst = max(1, int(c.client.Rate))
+	}
+	api, err = auth0.New(auth0.Config{BaseURL: c.auth0.baseURL, ClientID: c.auth0.ClientID, ClientSecret: c.auth0.ClientSecret,
+		Rate: c.client.Rate, Burst: burst, Observer: observer{m: m, b: d.breaker}, Logger: logger})
+	if err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("auth0 client: %w", err)
+	}
+	d.api = api
+	d.guard = reconcile.NewGuard(pool, reconcile.GuardConfig{Limit: c.maxDeprovision, AllowMass: c.AllowMassDeprovision,
+		OnTrip: func(reason string) {
+			m.guardTripped.Set(1)
+			logger.Error("mass-deprovision guard tripped: deprovisioning is held, everything else goes on; restart with --allow-mass-deprovision if this is intended", "reason", reason)
+		}})
+	rcfg := c.mapping.cfg
+	rcfg.Guard, rcfg.Logger = d.guard, logger
+	d.rec, err = reconcile.New(pool, api, rcfg)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	// In-flight reconciles get most of the shutdown timeout to finish; then
+	// they are cancelled and record themselves as due again.
+	drain := max(c.ShutdownTimeout-c.ShutdownTimeout/5, c.ShutdownTimeout-2*time.Second)
+	d.queue = outbox.NewQueue(outbox.QueueConfig{Workers: c.Workers, Handler: d.handle, Logger: logger, DrainTimeout: drain})
+	m.watchQueue(d.queue)
+	m.watchEmployees(pool)
+	if c.Source == "replication" {
+		src := outbox.NewReplicationSource(pool, c.db.URL, d.queue, outbox.ReplicationConfig{SlotName: c.SlotName, LagWarnBytes: int64(c.LagWarn), Logger: logger})
+		m.watchSlot(src)
+		d.source = src
+	} else {
+		d.source = outbox.NewNotifySource(pool, d.queue, outbox.NotifyConfig{PollInterval: c.PollInterval, Logger: logger})
+	}
+	d.retry = outbox.NewRetryTimer(pool, d.queue, outbox.RetryConfig{Logger: logger})
+	return d, pool.Close, nil
+}
+
+func breakerLabel(c breaker.Cause) string {
+	switch c {
+	case breaker.CauseCredentials:
+		return "credentials"
+	case breaker.CauseUnreachable:
+		return "unreachable"
+	case breaker.CauseServer:
+		return "server"
+	}
+	return "other"
+}
+
+// validateListenAddr checks a host:port listen address.
+func validateListenAddr(envName, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return usagef("%s: must be host:port, got %q", envName, addr)
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func init() {
+	register("status", "show sync status counts, oldest pending age, latest failures and slot lag", cmdStatus)
+}
+
+type statusReport struct {
+	Counts        map[string]int64 `json:"counts"`
+	OldestPending *pendingInfo     `json:"oldest_pending,omitempty"`
+	OutboxRows    int64            `json:"outbox_rows"`
+	Problems      []problemRow     `json:"problems"`
+	Slots         []slotInfo       `json:"replication_slots"`
+}
+
+type pendingInfo struct {
+	EmployeeID int64   `json:"employee_id"`
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+type problemRow struct {
+	EmployeeID int64      `json:"employee_id"`
+	Status     string     `json:"status"`
+	Error      string     `json:"error"`
+	Attempts   int        `json:"attempts"`
+	Since      time.Time  `json:"since"`
+	NextTry    *time.Time `json:"next_attempt_at,omitempty"`
+}
+
+type slotInfo struct {
+	Name     string `json:"name"`
+	Active   bool   `json:"active"`
+	LagBytes int64  `json:"lag_bytes"`
+	WALState string `json:"wal_status"`
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	var (
+		db     dbConfig
+		asJSON bool
+		limit  int
+	)
+	fs := newFlagSet(e, "status")
+	db.register(fs, e)
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.IntVar(&limit, "limit", 10, "how many of the latest failures, conflicts and retries to list")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := db.validate(); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rep, err := readStatus(ctx, conn, limit)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printStatus(e, rep)
+	return nil
+}
+
+func readStatus(ctx context.Context, conn *pgx.Conn, limit int) (*statusReport, error) {
+	rep := &statusReport{Counts: map[string]int64{}}
+	rows, err := conn.Query(ctx, `SELECT auth0_sync_status, count(*) FROM employees GROUP BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("count statuses: %w", err)
+	}
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		rep.Counts[s] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count statuses: %w", err)
+	}
+	var p pendingInfo
+	err = conn.QueryRow(ctx, `SELECT employee_id, extract(epoch FROM now() - created_at)::float8 FROM auth0_outbox ORDER BY id LIMIT 1`).Scan(&p.EmployeeID, &p.AgeSeconds)
+	if err == nil {
+		rep.OldestPending = &p
+	} else if err != pgx.ErrNoRows {
+		return nil, fmt.Errorf("oldest pending: %w", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM auth0_outbox`).Scan(&rep.OutboxRows); err != nil {
+		return nil, fmt.Errorf("count outbox: %w", err)
+	}
+	rows, err = conn.Query(ctx, `SELECT e.id, e.auth0_sync_status, coalesce(e.auth0_sync_error, ''), e.auth0_sync_attempts,
+			coalesce((SELECT max(l.created_at) FROM auth0_sync_logs l WHERE l.employee_id = e.id), now()), e.auth0_next_attempt_at
+		  FROM employees e WHERE e.auth0_sync_status IN ('failed', 'conflict', 'retrying')
+		 ORDER BY 5 DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("latest problems: %w", err)
+	}
+	rep.Problems, err = pgx.CollectRows(rows, pgx.RowToStructByPos[problemRow])
+	if err != nil {
+		return nil, fmt.Errorf("latest problems: %w", err)
+	}
+	rows, err = conn.Query(ctx, `SELECT slot_name, active, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::int8,
+			coalesce(wal_status, '') FROM pg_replication_slots WHERE database = current_database() AND plugin = 'pgoutput' ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("replication slots: %w", err)
+	}
+	rep.Slots, err = pgx.CollectRows(rows, pgx.RowToStructByPos[slotInfo])
+	if err != nil {
+		return nil, fmt.Errorf("replication slots: %w", err)
+	}
+	return rep, nil
+}
+
+func printStatus(e *env, rep *statusReport) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "STATUS\tEMPLOYEES")
+	var total int64
+	for _, s := range []string{"synced", "pending", "syncing", "retrying", "failed", "conflict", "deprovisioned"} {
+		fmt.Fprintf(w, "%s\t%d\n", s, rep.Counts[s])
+		total += rep.Counts[s]
+	}
+	fmt.Fprintf(w, "total\t%d\n", total)
+	w.Flush()
+	fmt.Fprintln(e.stdout)
+	if rep.OldestPending != nil {
+		fmt.Fprintf(e.stdout, "Pending work: %d outbox rows; oldest %s old (employee %d)\n", rep.OutboxRows,
+			formatDuration(time.Duration(rep.OldestPending.AgeSeconds*float64(time.Second))), rep.OldestPending.EmployeeID)
+	} else {
+		fmt.Fprintln(e.stdout, "Pending work: none")
+	}
+	for _, s := range rep.Slots {
+		state := "inactive"
+		if s.Active {
+			state = "active"
+		}
+		fmt.Fprintf(e.stdout, "Replication slot %q: %s, lag %d bytes, wal_status %s\n", s.Name, state, s.LagBytes, s.WALState)
+	}
+	if len(rep.Problems) == 0 {
+		return
+	}
+	fmt.Fprintln(e.stdout, "\nLatest failures, conflicts and retries:")
+	w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "EMPLOYEE\tSTATUS\tATTEMPTS\tSINCE\tREASON")
+	for _, p := range rep.Problems {
+		reason := strings.ReplaceAll(p.Error, "\n", " ")
+		if len(reason) > 160 {
+			reason = reason[:157] + "..."
+		}
+		fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\n", p.EmployeeID, p.Status, p.Attempts, p.Since.Local().Format(time.DateTime), reason)
+	}
+	w.Flush()
+	fmt.Fprintln(e.stdout, "\nfailed: fix the row (the reason is Auth0's or syncd's word on the data); the change is picked up by itself.")
+	fmt.Fprintln(e.stdout, "conflict: the email belongs to another Auth0 account; resolve it by hand, then `syncd resync --employee ID`.")
+}
