@@ -161,20 +161,22 @@ func TestGateMirrorsTheServerBucket(t *testing.T) {
 	soon := time.Now().Add(50 * time.Millisecond)
 
 	g := newGate()
-	seq, _, err := g.acquire(ctx, far)
+	seq, _, err := g.acquire(ctx, far) // the first request probes
 	require.NoError(t, err)
-	// 3 left until a reset an hour away; one more request is in flight.
+	g.observe(seq, answer(200, 5, far))
 	seq2, _, err := g.acquire(ctx, far)
 	require.NoError(t, err)
-	g.observe(seq, answer(200, 3, far))
-	g.observe(seq2, answer(200, 2, far))
-	for range 2 {
+	_, _, err = g.acquire(ctx, far)
+	require.NoError(t, err)
+	// The server counted seq2 but not the one sent after it: 3 left.
+	g.observe(seq2, answer(200, 4, far))
+	for range 3 {
 		_, _, err := g.acquire(ctx, soon)
 		require.NoError(t, err)
 	}
 	_, _, err = g.acquire(ctx, soon)
 	var budget *waitExceedsBudgetError
-	require.ErrorAs(t, err, &budget, "the third would find the bucket empty")
+	require.ErrorAs(t, err, &budget, "the fourth would find the bucket empty")
 	require.ErrorIs(t, err, ErrRateLimited)
 
 	// Remaining: 0 closes the gate until the reset.
@@ -211,6 +213,27 @@ func TestGateMirrorsTheServerBucket(t *testing.T) {
 		_, _, err = g4.acquire(ctx, soon)
 		require.NoError(t, err)
 	}
+}
+
+func TestGateProbesBeforeTheFirstAnswer(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	far := time.Now().Add(time.Hour)
+	g := newGate()
+	probe, _, err := g.acquire(ctx, far)
+	require.NoError(t, err)
+	second := make(chan error, 1)
+	go func() {
+		_, _, err := g.acquire(ctx, far)
+		second <- err
+	}()
+	select {
+	case err := <-second:
+		t.Fatalf("went before the probe's answer: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	g.observe(probe, nil) // no answer: the next request probes
+	require.NoError(t, <-second)
 }
 
 func TestGateProbesAStaleWindow(t *testing.T) {

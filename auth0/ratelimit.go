@@ -23,9 +23,10 @@ import (
 //     request it lets through, and holds requests once it reaches 0 until the
 //     reset (plus jitter). An answer corrects the count: its Remaining minus
 //     the requests sent after it, which the server had not seen yet.
-//   - Once the reset has passed the count is stale (tokens were added, how
-//     many is unknown): one request goes first as a probe and the others wait
-//     for its answer, rather than all racing into a bucket of unknown size.
+//   - Before the first answer, and once the reset has passed (tokens were
+//     added, how many is unknown), one request goes first as a probe and the
+//     others wait for its answer, rather than all racing into a bucket of
+//     unknown size. A server that sends no headers is not gated at all.
 //   - A 429 closes the gate for Retry-After, or until X-RateLimit-Reset with a
 //     floor of one second (the reset can be "now" at one-second granularity).
 //
@@ -55,7 +56,8 @@ func (e *waitExceedsBudgetError) Is(target error) bool { return target == ErrRat
 
 type gate struct {
 	mu        sync.Mutex
-	known     bool      // a rate-limit header has been seen and applies
+	learned   bool      // an answer has been seen
+	known     bool      // the last answers carried rate-limit headers
 	reset     time.Time // when the server adds tokens next
 	remaining int       // estimated tokens left before reset
 	openAt    time.Time // no request before this (Remaining 0 or a 429)
@@ -82,24 +84,27 @@ func (g *gate) acquire(ctx context.Context, deadline time.Time) (seq uint64, wai
 		switch {
 		case now.Before(g.openAt):
 			until = g.openAt
-		case !g.known:
-		case now.Before(g.reset):
-			if g.remaining <= 0 {
-				until = g.reset.Add(j)
-			}
-		default: // the window has passed: probe it
+		case !g.learned || (g.known && !now.Before(g.reset)):
+			// Nothing known yet, or the window has passed: one request
+			// probes, the others wait for its answer.
 			if g.probe != 0 && now.Sub(g.probeAt) < maxProbeWait {
 				waitProbe = true
 				until = g.probeAt.Add(maxProbeWait)
+			}
+		case !g.known: // the server sends no rate-limit headers
+		case now.Before(g.reset):
+			if g.remaining <= 0 {
+				until = g.reset.Add(j)
 			}
 		}
 		if until.IsZero() {
 			g.sent++
 			seq = g.sent
-			if g.known {
-				if now.Before(g.reset) {
-					g.remaining--
-				} else {
+			switch {
+			case g.known && now.Before(g.reset):
+				g.remaining--
+			case !g.learned || g.known:
+				if g.probe == 0 {
 					g.probe, g.probeAt = seq, now
 				}
 			}
@@ -140,6 +145,7 @@ func (g *gate) observe(seq uint64, resp *http.Response) {
 	if resp == nil {
 		return
 	}
+	g.learned = true
 	now := time.Now()
 	remaining, reset, ok := rateHeaders(resp.Header)
 	if !ok {

@@ -70,7 +70,7 @@ type Config struct {
 	// RetryBase and RetryMax bound the backoff of transient failures.
 	RetryBase, RetryMax time.Duration
 	// Timeout bounds one reconcile, Auth0 calls and all (default 30s); the
-	// employee's lease lasts 30 s longer.
+	// employee's lease lasts 15 s longer.
 	Timeout time.Duration
 	// BusyWait is how long Reconcile waits for another worker's lease on the
 	// same employee before it returns ErrBusy (default 10s).

@@ -116,7 +116,7 @@ func (g *Guard) Check(ctx context.Context, n int) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.refresh(ctx); err != nil {
+	if err := g.refresh(ctx, true); err != nil {
 		return err
 	}
 	return g.decide(n)
@@ -129,7 +129,7 @@ func (g *Guard) AllowDeprovision(ctx context.Context, _ int64) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.refresh(ctx); err != nil {
+	if err := g.refresh(ctx, false); err != nil {
 		return err
 	}
 	if err := g.decide(1); err != nil {
@@ -153,7 +153,7 @@ func (g *Guard) decide(n int) error {
 	case g.managed == 0:
 		reason = "the employees table reads empty (or no account is linked): refusing to deprovision anyone"
 	case len(g.recent)+n > limit:
-		reason = fmt.Sprintf("%d deprovisions within %s would exceed --max-deprovision=%s (%d of %d managed accounts)",
+		reason = fmt.Sprintf("%d deprovisions within %s would exceed --max-deprovision=%s (limit %d with %d managed accounts)",
 			len(g.recent)+n, g.window, g.limit, limit, g.managed)
 	default:
 		return nil
@@ -163,10 +163,11 @@ func (g *Guard) decide(n int) error {
 	return fmt.Errorf("%w: %s; deprovisioning is held until syncd restarts with --allow-mass-deprovision", ErrMassDeprovision, reason)
 }
 
-// refresh counts managed accounts (rows linked to one) at most every 30 s.
-// An empty employees table counts as zero, whatever Auth0 holds.
-func (g *Guard) refresh(ctx context.Context) error {
-	if !g.counted.IsZero() && g.now().Sub(g.counted) < 30*time.Second {
+// refresh counts managed accounts (rows linked to one), now or if the count
+// is older than a few seconds. An empty employees table counts as zero,
+// whatever Auth0 holds.
+func (g *Guard) refresh(ctx context.Context, now bool) error {
+	if !now && !g.counted.IsZero() && g.now().Sub(g.counted) < 3*time.Second {
 		return nil
 	}
 	var n int

@@ -32,7 +32,7 @@ func TestGuard(t *testing.T) {
 	require.NoError(t, g.AllowDeprovision(ctx, 2))
 	err = g.AllowDeprovision(ctx, 3)
 	require.ErrorIs(t, err, reconcile.ErrMassDeprovision)
-	require.ErrorContains(t, err, "3 deprovisions within 1h0m0s would exceed --max-deprovision=10% (2 of 20 managed accounts)")
+	require.ErrorContains(t, err, "3 deprovisions within 1h0m0s would exceed --max-deprovision=10% (limit 2 with 20 managed accounts)")
 	require.ErrorContains(t, g.AllowDeprovision(ctx, 4), "--allow-mass-deprovision", "it stays tripped")
 	require.Len(t, trips, 2, "each guard says why once")
 

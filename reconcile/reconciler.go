@@ -165,7 +165,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
 	cancel()
 	// Record even when ctx was cancelled (shutdown): what was applied in
 	// Auth0 must reach the database.
-	rec, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	rec, rcancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer rcancel()
 	if ctx.Err() != nil && out.Result != ResultDone && out.Result != ResultTerminal {
 		out = a.retry(ctx.Err())
@@ -184,6 +184,10 @@ var ErrBusy = errors.New("employee is being reconciled by another worker")
 
 var errNoRow = errors.New("no such employee row")
 
+// recordTimeout bounds the write of an outcome; a lease outlives the
+// reconcile timeout by this much.
+const recordTimeout = 15 * time.Second
+
 // claim takes the employee's lease, marks the row syncing and counts the
 // attempt, in one committed statement: the lease gives one worker per
 // employee across all processes, and the committed count tells the next
@@ -191,7 +195,7 @@ var errNoRow = errors.New("no such employee row")
 // and must be looked for before creating. A held lease is waited for, a
 // little; a lease of a dead process expires.
 func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
-	lease := (r.cfg.Timeout + 30*time.Second).Seconds()
+	lease := (r.cfg.Timeout + recordTimeout).Seconds()
 	wait := 5 * time.Millisecond
 	deadline := time.Now().Add(r.cfg.BusyWait)
 	for {

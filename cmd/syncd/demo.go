@@ -90,7 +90,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	}
 	defer cleanup()
 
-	psql := fmt.Sprintf("psql %s", dbURL)
+	psql := fmt.Sprintf("psql '%s'", dbURL)
 	fmt.Fprintf(e.stdout, `
 Ready in %s. syncd is converging %d sample employees; watch the log below.
 

@@ -39,6 +39,7 @@ type runConfig struct {
 	MaxDeprovision       string
 	AllowMassDeprovision bool
 	ShutdownTimeout      time.Duration
+	ReconcileTimeout     time.Duration
 
 	maxDeprovision reconcile.Limit
 	checks         []func() error
@@ -64,6 +65,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 		envBool(fs, e, &c.Migrate, "migrate", "SYNCD_MIGRATE", "apply migrations before starting"),
 		envBool(fs, e, &c.AllowMassDeprovision, "allow-mass-deprovision", "SYNCD_ALLOW_MASS_DEPROVISION", "let deprovisioning exceed --max-deprovision (and proceed while the employees table reads empty)"),
 		envDuration(fs, e, &c.ShutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight reconciles"),
+		envDuration(fs, e, &c.ReconcileTimeout, "reconcile-timeout", "SYNCD_RECONCILE_TIMEOUT", 30*time.Second, "longest one reconcile may take; the employee's lease lasts 15s longer, so a crashed worker's rows are taken over after that"),
 	)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
@@ -89,6 +91,9 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		return nil, usagef("SYNCD_POLL_INTERVAL: must be at least 10ms, got %s", c.PollInterval)
+	}
+	if c.ReconcileTimeout < time.Second {
+		return nil, usagef("SYNCD_RECONCILE_TIMEOUT: must be at least 1s, got %s", c.ReconcileTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return nil, usagef("SYNCD_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout)
@@ -189,7 +194,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 			logger.Error("mass-deprovision guard tripped: deprovisioning is held, everything else goes on; restart with --allow-mass-deprovision if this is intended", "reason", reason)
 		}})
 	rcfg := c.mapping.cfg
-	rcfg.Guard, rcfg.Logger = d.guard, logger
+	rcfg.Guard, rcfg.Logger, rcfg.Timeout = d.guard, logger, c.ReconcileTimeout
 	d.rec, err = reconcile.New(pool, api, rcfg)
 	if err != nil {
 		pool.Close()
