@@ -245,6 +245,9 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines, " | ")
 }
 
+// debianGlob is where Debian and Ubuntu install server binaries.
+var debianGlob = "/usr/lib/postgresql/*/bin/initdb"
+
 // findBinDir finds initdb and postgres: on PATH first, then in the newest
 // /usr/lib/postgresql/*/bin.
 func findBinDir() (string, error) {
@@ -254,7 +257,7 @@ func findBinDir() (string, error) {
 			return dir, nil
 		}
 	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	matches, _ := filepath.Glob(debianGlob)
 	sort.Slice(matches, func(i, j int) bool { return versionOf(matches[i]) > versionOf(matches[j]) })
 	for _, m := range matches {
 		dir := filepath.Dir(m)
