@@ -99,13 +99,23 @@ func (c *Client) ExportUsers(ctx context.Context, req ExportRequest, each func(E
 
 // waitJob polls job until it is completed or failed.
 func (c *Client) waitJob(ctx context.Context, job *ExportJob, interval time.Duration) (*ExportJob, error) {
+	polled := false
 	for {
 		switch job.Status {
 		case JobCompleted:
-			if job.Location == "" {
+			if job.Location != "" {
+				return job, nil
+			}
+			if polled {
 				return nil, fmt.Errorf("job %s completed without a location", job.ID)
 			}
-			return job, nil
+			// The creation's answer has no location: ask for the job now.
+			next, err := c.GetJob(ctx, job.ID)
+			if err != nil {
+				return nil, err
+			}
+			job, polled = next, true
+			continue
 		case JobFailed:
 			return nil, fmt.Errorf("job %s failed", job.ID)
 		}
@@ -123,7 +133,7 @@ func (c *Client) waitJob(ctx context.Context, job *ExportJob, interval time.Dura
 		if err != nil {
 			return nil, err
 		}
-		job = next
+		job, polled = next, true
 	}
 }
 
