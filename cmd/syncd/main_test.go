@@ -137,3 +137,52 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	require.Equal(t, "env-id", c.ClientID)
 	require.Equal(t, "env-secret", c.ClientSecret)
 }
+
+func TestRunConfigErrors(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "postgres://syncd@127.0.0.1:5432/app", "AUTH0_DOMAIN": "tenant.auth0.com",
+		"AUTH0_CLIENT_ID": "id", "AUTH0_CLIENT_SECRET": "hunter2"}
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"SYNCD_SOURCE": "kafka"}, nil, `SYNCD_SOURCE: must be notify or replication, got "kafka"`},
+		{map[string]string{"SYNCD_WORKERS": "many"}, nil, `SYNCD_WORKERS: must be a whole number, got "many"`},
+		{nil, []string{"--workers", "0"}, "SYNCD_WORKERS: must be 1..256, got 0"},
+		{map[string]string{"SYNCD_RESYNC_INTERVAL": "often"}, nil, `SYNCD_RESYNC_INTERVAL: must be a duration like 30s or 15m, got "often"`},
+		{nil, []string{"--resync-interval", "10ms"}, "SYNCD_RESYNC_INTERVAL: must be at least 1s"},
+		{nil, []string{"--poll-interval", "1ms"}, "SYNCD_POLL_INTERVAL: must be at least 10ms"},
+		{nil, []string{"--reconcile-timeout", "10ms"}, "SYNCD_RECONCILE_TIMEOUT: must be at least 1s"},
+		{nil, []string{"--shutdown-timeout", "0s"}, "SYNCD_SHUTDOWN_TIMEOUT: must be positive"},
+		{map[string]string{"SYNCD_MIGRATE": "perhaps"}, nil, `SYNCD_MIGRATE: must be true or false, got "perhaps"`},
+		{map[string]string{"SYNCD_MAX_DEPROVISION": "lots"}, nil, `SYNCD_MAX_DEPROVISION: must be a count ≥ 1 or a percentage like 10%, got "lots"`},
+		{map[string]string{"SYNCD_ROLES": "associate"}, nil, `SYNCD_ROLES: "associate": want role_code=Auth0 role name`},
+		{map[string]string{"SYNCD_DEPROVISION": "shred"}, nil, `SYNCD_DEPROVISION: must be block or delete, got "shred"`},
+		{map[string]string{"SYNCD_ADOPT": "maybe"}, nil, `SYNCD_ADOPT: must be conflict or adopt, got "maybe"`},
+		{map[string]string{"SYNCD_USERNAME": "full"}, nil, `SYNCD_USERNAME: must be off or local-part, got "full"`},
+		{map[string]string{"SYNCD_TIMEZONE": "Mars/Base"}, nil, `SYNCD_TIMEZONE: "Mars/Base" is not an IANA time zone`},
+		{map[string]string{"AUTH0_RATE": "fast"}, nil, `AUTH0_RATE: must be a number, got "fast"`},
+		{nil, []string{"--auth0-rate", "-1"}, "AUTH0_RATE: must not be negative"},
+		{map[string]string{"METRICS_ADDR": "9464"}, nil, `METRICS_ADDR: must be host:port, got "9464"`},
+		{map[string]string{"AUTH0_CLIENT_SECRET": ""}, nil, "AUTH0_CLIENT_SECRET: is required"},
+		{map[string]string{"AUTH0_DOMAIN": "http://tenant.auth0.com"}, nil, "AUTH0_DOMAIN: http:// is allowed only for a loopback host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			t.Parallel()
+			environ := map[string]string{}
+			for k, v := range base {
+				environ[k] = v
+			}
+			for k, v := range tt.env {
+				environ[k] = v
+			}
+			code, _, stderr := runCLI(t, environ, append([]string{"run"}, tt.args...)...)
+			require.Equal(t, 2, code, stderr)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			require.Equal(t, "syncd: "+tt.want, lines[len(lines)-1][:min(len(lines[len(lines)-1]), len("syncd: "+tt.want))])
+			require.NotContains(t, stderr, "hunter2")
+		})
+	}
+}
