@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"strconv"
 	"time"
 )
@@ -33,6 +34,9 @@ type Server struct {
 	srv  *http.Server
 	ln   net.Listener
 	done chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen serves a new emulator with opts on addr ("127.0.0.1:0" picks a free
@@ -108,11 +112,13 @@ func (s *Server) Client() *http.Client {
 // Close stops the server at once, closing open connections, and waits for
 // it to stop accepting.
 func (s *Server) Close() error {
-	err := s.srv.Close()
-	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	return err
+	s.closeOnce.Do(func() {
+		s.closeErr = s.srv.Close()
+		if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && s.closeErr == nil {
+			s.closeErr = serr
+		}
+	})
+	return s.closeErr
 }
 
 func selfSigned(domain string) (tls.Certificate, []byte, error) {
