@@ -15,8 +15,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"strconv"
+	"sync"
 	"time"
 )
 
