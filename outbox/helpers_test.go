@@ -242,6 +242,8 @@ type procOptions struct {
 	logger     *slog.Logger
 	drain      time.Duration
 	retryDelay time.Duration
+	status     time.Duration // StatusInterval, default 1s
+	lagWarn    int64
 }
 
 // startProc starts a queue and a source of kind over url.
@@ -278,9 +280,10 @@ func startProc(tb testing.TB, kind sourceKind, url string, o procOptions) *proc 
 	case kindReplication:
 		p.repl = NewReplicationSource(p.pool, cmpOr(o.replURL, url), p.queue, ReplicationConfig{
 			SlotName:       o.slot,
-			StatusInterval: time.Second,
+			StatusInterval: cmpOr(o.status, time.Second),
+			LagWarnBytes:   o.lagWarn,
 			LeaderTTL:      cmpOr(o.leaderTTL, 2*time.Second),
-			ElectInterval:  100 * time.Millisecond,
+			ElectInterval:  cmpOr(o.leaderTTL, 2*time.Second) / 5,
 			Logger:         logger,
 		})
 		p.src = p.repl

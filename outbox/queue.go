@@ -325,7 +325,13 @@ func (q *Queue) handle(ctx context.Context, st *keyState) {
 			ack(true)
 		}
 	} else {
-		q.cfg.Logger.WarnContext(ctx, "handler failed; will retry", keyEmployeeID, st.id, keyAttempt, st.failures+1, keyError, err)
+		// A handler fails when it cannot record its outcome (the database is
+		// down): every key fails alike, so say it once, then now and then.
+		level := slog.LevelDebug
+		if st.failures == 0 || (st.failures+1)%10 == 0 {
+			level = slog.LevelWarn
+		}
+		q.cfg.Logger.Log(ctx, level, "handler failed; will retry", keyEmployeeID, st.id, keyAttempt, st.failures+1, keyError, err)
 	}
 
 	q.mu.Lock()

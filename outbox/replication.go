@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -116,8 +117,9 @@ type ReplicationSource struct {
 	lag    atomic.Int64
 
 	mu          sync.Mutex
-	outstanding int     // acks not yet called
-	undeleted   []int64 // handled rows whose delete failed
+	outstanding int                // acks not yet called
+	handed      map[int64]struct{} // rows handed to the queue and not yet acked
+	undeleted   []int64            // handled rows whose delete failed
 	drained     chan struct{}
 	interrupt   func() // wakes the stream loop's receive; nil when not receiving
 }
@@ -137,6 +139,7 @@ func NewReplicationSource(pool *pgxpool.Pool, replURL string, q *Queue, cfg Repl
 		id:      id,
 		log:     cfg.Logger.With(keyWorkerID, id, keySlot, cfg.SlotName),
 		lease:   leaderLease{pool: pool, name: cfg.SlotName, id: id, ttl: cfg.LeaderTTL},
+		handed:  make(map[int64]struct{}),
 		drained: make(chan struct{}, 1),
 	}
 }
@@ -476,8 +479,12 @@ func (s *ReplicationSource) catchUp(ctx context.Context) error {
 		}
 		after = rows[len(rows)-1].ID
 		total += len(rows)
+		// Rows still in the queue from an earlier session need no second ack.
+		s.mu.Lock()
+		rows = slices.DeleteFunc(rows, func(r claimedRow) bool { _, ok := s.handed[r.ID]; return ok })
+		s.mu.Unlock()
 		keys, ids := byEmployee(rows)
-		s.addOutstanding(len(keys))
+		s.hand(keys, ids)
 		for _, k := range keys {
 			s.q.EnqueueAck(k, s.ack(nil, ids[k]))
 		}
@@ -488,10 +495,16 @@ func (s *ReplicationSource) catchUp(ctx context.Context) error {
 	return nil
 }
 
-func (s *ReplicationSource) addOutstanding(n int) {
+// hand counts the acks about to be handed out and remembers their rows.
+func (s *ReplicationSource) hand(keys []int64, ids map[int64][]int64) {
 	s.mu.Lock()
-	s.outstanding += n
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.outstanding += len(keys)
+	for _, k := range keys {
+		for _, id := range ids[k] {
+			s.handed[id] = struct{}{}
+		}
+	}
 }
 
 // ack deletes a handled key's rows and, for a key that came from the stream,
@@ -513,6 +526,9 @@ func (s *ReplicationSource) ack(t *txnRef, ids []int64) Ack {
 		s.mu.Lock()
 		if deleteErr != nil {
 			s.undeleted = append(s.undeleted, ids...)
+		}
+		for _, id := range ids {
+			delete(s.handed, id)
 		}
 		s.outstanding--
 		if s.outstanding == 0 {
@@ -795,7 +811,7 @@ func (st *stream) commit(_ context.Context, end pglogrepl.LSN) {
 	st.inTxn = false
 	keys := st.txnKeys
 	t := st.track.add(end, len(keys))
-	s.addOutstanding(len(keys))
+	s.hand(keys, st.txnRows)
 	for _, k := range keys {
 		s.q.EnqueueAck(k, s.ack(t, st.txnRows[k]))
 	}

@@ -186,6 +186,54 @@ func TestReplicationLostSlotIsRecreatedAndOutboxScanned(t *testing.T) {
 		"the new slot streams")
 }
 
+func TestReplicationAnswersTheServerInTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, kindReplication, pgtest.NewDatabase(t))
+	var logs bufferLogger
+	f.opts.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	// The server drops a walsender that is silent for 1s; our own status
+	// interval is 10s, so only answering its keepalive requests keeps the
+	// stream up.
+	f.opts.status = 10 * time.Second
+	f.opts.replURL = f.url + "&wal_sender_timeout=1s"
+	// No lease renewal during the idle spell: its commits would move the
+	// WAL, and the stream would report progress without being asked.
+	f.opts.leaderTTL = 30 * time.Second
+	startProc(t, kindReplication, f.url, f.opts)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	pid := func() int {
+		return count(t, f.pool, "SELECT coalesce(max(active_pid), 0) FROM pg_replication_slots WHERE slot_name = $1", f.opts.slot)
+	}
+	first := pid()
+	time.Sleep(4 * time.Second) // four timeouts' worth of idling
+	require.Equal(t, first, pid(), "the same walsender still streams")
+	require.NotContains(t, logs.String(), "replication stream")
+}
+
+func TestReplicationReportsSlotLag(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, kindReplication, pgtest.NewDatabase(t))
+	var logs bufferLogger
+	f.opts.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	f.opts.lagWarn = 1 << 16
+	release := make(chan struct{})
+	f.opts.handler = func(ctx context.Context, id int64) error {
+		select {
+		case <-release: // the key stays unhandled: the slot cannot advance
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	f.opts.drain = time.Millisecond
+	p := startProc(t, kindReplication, f.url, f.opts)
+	defer close(release)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	insertEmployees(t, f.pool, 1)
+	exec(t, f.pool, "INSERT INTO auth0_sync_logs (action, status) SELECT 'noise', repeat('x', 500) FROM generate_series(1, 1000)")
+	require.Eventually(t, func() bool { return p.repl.SlotLagBytes() > 1<<16 }, waitLong, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "replication slot lags") }, waitLong, 10*time.Millisecond)
+}
+
 func TestReplicationKeepsTheURLPasswordOutOfLogs(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, kindReplication, pgtest.NewDatabase(t))
