@@ -90,10 +90,12 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Postgres, error) {
 		return nil, fmt.Errorf("initdb: %w: %s", err, lastLines(out, 5))
 	}
 	conf := map[string]string{
-		"listen_addresses":          "'127.0.0.1'",
-		"unix_socket_directories":   "''",
-		"fsync":                     "off",
-		"synchronous_commit":        "off",
+		"listen_addresses":        "'127.0.0.1'",
+		"unix_socket_directories": "''",
+		"fsync":                   "off",
+		// on: with fsync off it costs nothing, and off would delay the WAL
+		// sender (and so replication mode) by the WAL writer's 200 ms.
+		"synchronous_commit":        "on",
 		"full_page_writes":          "off",
 		"wal_level":                 "logical",
 		"max_wal_senders":           "20",
