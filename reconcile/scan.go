@@ -249,6 +249,9 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 			addDrift(id, ent.userID, DriftMissing, false)
 		}
 	}
+	if res.Orphans, err = r.recheckOrphans(ctx, res.Orphans); err != nil {
+		return nil, err
+	}
 	for _, d := range drifted {
 		slices.Sort(d.Kinds)
 		res.Drifted = append(res.Drifted, *d)
@@ -262,6 +265,60 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 	})
 	res.Took = time.Since(start)
 	return res, nil
+}
+
+// recheckOrphans reads again the rows named by orphans that carry an
+// employee_id. The employees were read before Auth0, so an account that a
+// worker (of this process or another) created or relinked meanwhile, for a
+// row that was new or in flight, looks like an orphan; blocking it would lock
+// a new hire out while the row says synced. An account stays an orphan only
+// if its row is gone, or is at rest (not leased, not pending) and linked to
+// another account.
+func (r *Reconciler) recheckOrphans(ctx context.Context, orphans []Orphan) ([]Orphan, error) {
+	var ids []int64
+	for _, o := range orphans {
+		if o.EmployeeID != 0 {
+			ids = append(ids, o.EmployeeID)
+		}
+	}
+	if len(ids) == 0 {
+		return orphans, nil
+	}
+	rows, err := r.pool.Query(ctx, `SELECT id, coalesce(auth0_user_id, ''),
+			auth0_sync_status IN ('pending', 'syncing', 'retrying') OR coalesce(auth0_locked_until > now(), false)
+		FROM employees WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read employees again: %w", err)
+	}
+	type now struct {
+		userID   string
+		inFlight bool
+	}
+	current := map[int64]now{}
+	for rows.Next() {
+		var (
+			id int64
+			n  now
+		)
+		if err := rows.Scan(&id, &n.userID, &n.inFlight); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read employees again: %w", err)
+		}
+		current[id] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read employees again: %w", err)
+	}
+	kept := orphans[:0]
+	for _, o := range orphans {
+		n, exists := current[o.EmployeeID]
+		if o.EmployeeID != 0 && exists && (n.inFlight || n.userID == "" || n.userID == o.UserID) {
+			continue // its row exists now and owns it, or may be about to
+		}
+		kept = append(kept, o)
+	}
+	return kept, nil
 }
 
 // decodeExported turns an export line into a user.

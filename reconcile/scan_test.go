@@ -1,6 +1,8 @@
 package reconcile_test
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -126,4 +128,44 @@ func TestDriftScan(t *testing.T) {
 	require.Empty(t, res.Drifted)
 	require.Len(t, res.Orphans, 1)
 	require.Equal(t, 0, res.Deprovisions(), "the orphan is blocked already")
+}
+
+// hookedAPI runs a hook before the first ListRoleUsers call: between the
+// scan's read of the employees and its read of Auth0.
+type hookedAPI struct {
+	reconcile.Auth0
+	once sync.Once
+	hook func()
+}
+
+func (h *hookedAPI) ListRoleUsers(ctx context.Context, roleID string, each func([]auth0.RoleMember) error) error {
+	h.once.Do(h.hook)
+	return h.Auth0.ListRoleUsers(ctx, roleID, each)
+}
+
+// An account created for a new row while a scan runs (by another worker or
+// process) is not an orphan: found by syncchaos, where a second process's
+// first scan blocked new hires' accounts while their rows said synced.
+func TestDriftScanDuringBackfill(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var ids []int64
+	api := &hookedAPI{Auth0: b.api, hook: func() {
+		for i := range 3 {
+			id := b.insert(fmt.Sprintf("New Hire %d", i), fmt.Sprintf("new%d@example.com", i))
+			require.Equal(t, "synced", b.reconcile(id).Status)
+			ids = append(ids, id)
+		}
+		// One more, in flight: its account exists, the row is not linked yet.
+		id := b.insert("In Flight", "inflight@example.com")
+		_, err := b.api.CreateUser(b.ctx, auth0.CreateUserRequest{Connection: "Username-Password-Authentication", Email: "inflight@example.com",
+			Password: "Str0ng!Passw0rd", AppMetadata: map[string]any{"employee_id": id, "created_by": "productivity_system"}})
+		require.NoError(t, err)
+	}}
+	res, err := b.reconciler(api).Scan(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, res.Employees, "the rows came after the scan read the table")
+	require.Equal(t, 4, res.ManagedUsers)
+	require.Empty(t, res.Orphans)
+	require.Equal(t, 0, res.Deprovisions())
 }
