@@ -35,16 +35,17 @@ func runTwoNotify(ctx context.Context, s *suite, r *result) error {
 		return err
 	}
 	n := s.twoSize()
-	// Half in one transaction, the rest in ten small ones while they work.
+	// Half in one transaction, the rest in twenty small ones while they
+	// work: each claim goes to whichever process asks first.
 	if err := w.insertEmployees(ctx, "two", 1, n/2); err != nil {
 		return err
 	}
-	step := (n - n/2) / 10
+	step := max((n-n/2)/20, 1)
 	for from := n/2 + 1; from <= n; from += step {
 		if err := w.insertEmployees(ctx, "two", from, min(from+step-1, n)); err != nil {
 			return err
 		}
-		sleep(ctx, 50*time.Millisecond)
+		sleep(ctx, time.Duration(s.randFloat(20, 120))*time.Millisecond)
 	}
 	c, took, _ := w.waitSettled(ctx, 3*time.Minute)
 	w.logf("settled in %s: %s", took.Round(time.Millisecond), c)
