@@ -50,7 +50,7 @@ func (a *attempt) apply(ctx context.Context, d Desired, o *Observed, plan Plan) 
 			}
 			if err := a.r.api.DeleteUser(ctx, act.UserID); err != nil {
 				a.audit(string(act.Kind), "failed", nil, err)
-				return fmt.Errorf("delete user: %w", err)
+				return err
 			}
 			a.done(act, map[string]any{"user_id": act.UserID})
 			a.deleted = true
@@ -118,7 +118,7 @@ func (a *attempt) patch(ctx context.Context, req auth0.UpdateUserRequest, acts P
 		return &ConflictError{Email: *req.Email, UserID: "(another account)", Reason: "so the email change cannot be applied: " + apiMessage(err)}
 	default:
 		a.audit("update", "failed", nil, err)
-		return fmt.Errorf("update user: %w", err)
+		return err
 	}
 }
 
@@ -193,7 +193,7 @@ func (a *attempt) create(ctx context.Context, d Desired) error {
 		return errReobserve
 	default:
 		a.audit(string(ActionCreate), "failed", nil, err)
-		return fmt.Errorf("create user: %w", err)
+		return err
 	}
 }
 

@@ -389,8 +389,8 @@ func TestCreateIsCrashSafe(t *testing.T) {
 				require.PanicsWithValue(t, crash{}, func() { _, _ = rec.Reconcile(b.ctx, id) })
 				require.Equal(t, "syncing", b.row(id).Status)
 				require.Empty(t, b.row(id).UserID, "the crash lost the database write")
-				_, err := rec.Reconcile(b.ctx, id)
-				require.ErrorIs(t, err, reconcile.ErrBusy, "the dead worker's lease still holds")
+				_, err := b.rec.Reconcile(b.ctx, id)
+				require.ErrorIs(t, err, reconcile.ErrBusy, "the dead worker's lease still holds for another process")
 				b.expireLease(id)
 			}
 			out := b.reconcile(id)
@@ -528,4 +528,23 @@ func TestGuardHoldsDeprovisioning(t *testing.T) {
 	require.Contains(t, b.row(id).Error, "mass deprovision guard")
 	// Without the guard it goes through.
 	require.Equal(t, "deprovisioned", b.reconcile(id).Status)
+}
+
+// A process that could not record an outcome (it panicked here; the database
+// being down is the real case) takes its own lease back at once; another
+// process waits for it to expire.
+func TestOwnLeaseTakenBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.insert("Jo", "jo@example.com")
+	c := &crashing{Client: b.api, after: "create"}
+	rec := b.reconciler(c)
+	require.Panics(t, func() { _, _ = rec.Reconcile(b.ctx, id) })
+	_, err := b.rec.Reconcile(b.ctx, id)
+	require.ErrorIs(t, err, reconcile.ErrBusy)
+	c.after = ""
+	out, err := rec.Reconcile(b.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, "synced", out.Status)
+	require.Equal(t, 1, b.accounts("jo@example.com"))
 }

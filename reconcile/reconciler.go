@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/big"
 	mrand "math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,6 +90,14 @@ type Reconciler struct {
 	api   Auth0
 	cfg   Config
 	roles roleCache
+	// owner names this Reconciler's leases. A lease of its own on an
+	// employee none of its attempts is working on was left by an attempt
+	// that could not record its outcome (the database was down): it is taken
+	// back at once instead of waiting for it to expire.
+	owner string
+
+	mu       sync.Mutex
+	inFlight map[int64]bool // employees this Reconciler is working on
 }
 
 // New returns a Reconciler; cfg is completed with WithDefaults and validated.
@@ -97,7 +106,7 @@ func New(pool *pgxpool.Pool, api Auth0, cfg Config) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("reconcile config: %w", err)
 	}
-	return &Reconciler{pool: pool, api: api, cfg: cfg}, nil
+	return &Reconciler{pool: pool, api: api, cfg: cfg, owner: newReconcileID(), inFlight: map[int64]bool{}}, nil
 }
 
 // Config returns the reconciler's configuration (with defaults).
@@ -159,6 +168,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
+	defer r.release(id)
 
 	workCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	out := a.converge(workCtx)
@@ -199,13 +209,32 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 	wait := 5 * time.Millisecond
 	deadline := time.Now().Add(r.cfg.BusyWait)
 	for {
-		e, err := scanEmployee(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
-				auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2)
-			WHERE id = $1 AND (auth0_locked_until IS NULL OR auth0_locked_until < now())
-			RETURNING `+employeeColumns, id, lease))
-		if err == nil {
-			return e, nil
+		r.mu.Lock()
+		mine := !r.inFlight[id]
+		if mine {
+			r.inFlight[id] = true
 		}
+		r.mu.Unlock()
+		if !mine {
+			// Another attempt of this Reconciler holds it: wait as for any lease.
+			if time.Now().After(deadline) {
+				return nil, ErrBusy
+			}
+			if err := sleepCtx(ctx, wait); err != nil {
+				return nil, err
+			}
+			wait = min(wait*2, 500*time.Millisecond)
+			continue
+		}
+		e, err := scanEmployee(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
+				auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2),
+				auth0_locked_by = $3
+			WHERE id = $1 AND (auth0_locked_until IS NULL OR auth0_locked_until < now() OR auth0_locked_by = $3)
+			RETURNING `+employeeColumns, id, lease, r.owner))
+		if err == nil {
+			return e, nil // r.release(id) when done
+		}
+		r.release(id)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("claim employee: %w", err)
 		}
@@ -219,14 +248,27 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 		if time.Now().After(deadline) {
 			return nil, ErrBusy
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := sleepCtx(ctx, wait); err != nil {
+			return nil, err
 		}
 		wait = min(wait*2, 500*time.Millisecond)
+	}
+}
+
+func (r *Reconciler) release(id int64) {
+	r.mu.Lock()
+	delete(r.inFlight, id)
+	r.mu.Unlock()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -331,7 +373,7 @@ func (a *attempt) observe(ctx context.Context, d Desired, mayExist bool) (*Obser
 		case err == nil:
 			return a.observed(ctx, u, true)
 		case !errors.Is(err, auth0.ErrNotFound):
-			out := a.failure(fmt.Errorf("get user: %w", err))
+			out := a.failure(err)
 			return nil, &out
 		}
 		// The linked account was deleted in Auth0: look for another, else create.
@@ -345,7 +387,7 @@ func (a *attempt) observe(ctx context.Context, d Desired, mayExist bool) (*Obser
 	}
 	users, err := api.UsersByEmail(ctx, d.Email)
 	if err != nil {
-		out := a.failure(fmt.Errorf("users by email: %w", err))
+		out := a.failure(err)
 		return nil, &out
 	}
 	var foreign *auth0.User
@@ -377,7 +419,7 @@ func (a *attempt) observe(ctx context.Context, d Desired, mayExist bool) (*Obser
 	// employee_id (eventually consistent, so only in this recovery path).
 	page, err := api.SearchUsers(ctx, auth0.SearchUsersRequest{Query: fmt.Sprintf("app_metadata.employee_id:%d", e.ID), PerPage: 10})
 	if err != nil {
-		out := a.failure(fmt.Errorf("search users: %w", err))
+		out := a.failure(err)
 		return nil, &out
 	}
 	for i := range page.Users {
@@ -395,7 +437,7 @@ func (a *attempt) observed(ctx context.Context, u *auth0.User, linked bool) (*Ob
 		if errors.Is(err, auth0.ErrNotFound) {
 			return nil, nil // deleted between the two reads
 		}
-		out := a.failure(fmt.Errorf("list user roles: %w", err))
+		out := a.failure(err)
 		return nil, &out
 	}
 	a.userID = u.UserID

@@ -84,12 +84,12 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 	// Exactly one of the two updates matches: the first if someone changed
 	// the row meanwhile (its version moved on), else the second.
 	b.Queue(`UPDATE employees SET auth0_user_id = CASE WHEN $3::bool THEN $2 ELSE auth0_user_id END,
-			auth0_account_created_at = COALESCE(auth0_account_created_at, $4), auth0_synced_state = NULL, auth0_locked_until = NULL
+			auth0_account_created_at = COALESCE(auth0_account_created_at, $4), auth0_synced_state = NULL, auth0_locked_until = NULL, auth0_locked_by = NULL
 		WHERE id = $1 AND xmin::text::bigint <> $5`, a.id, userID, known, a.createdAt, version)
 	b.Queue(`UPDATE employees SET
 			auth0_sync_status = $2, auth0_sync_error = $3, auth0_sync_attempts = $4, auth0_next_attempt_at = $5,
 			auth0_synced_at = COALESCE($6, auth0_synced_at), auth0_user_id = $7,
-			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9, auth0_locked_until = NULL
+			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9, auth0_locked_until = NULL, auth0_locked_by = NULL
 		WHERE id = $1 AND xmin::text::bigint = $10`,
 		a.id, out.Status, syncErr, attempts, next, syncedAt, userID, a.createdAt, state, version)
 	if err := a.queueLogs(b); err != nil {
@@ -203,13 +203,13 @@ func (a *attempt) deprovision(ctx context.Context, userID, email string) Outcome
 				o = &Observed{UserID: u.UserID, State: observedState(u), Linked: true}
 			}
 		case !errors.Is(err, auth0.ErrNotFound):
-			return a.retry(fmt.Errorf("get user: %w", err))
+			return a.retry(err)
 		}
 	}
 	if o == nil && email != "" {
 		users, err := api.UsersByEmail(ctx, normalizeEmail(email))
 		if err != nil {
-			return a.retry(fmt.Errorf("users by email: %w", err))
+			return a.retry(err)
 		}
 		for i := range users {
 			if eid, ok := employeeIDOf(&users[i]); ok && eid == a.id {

@@ -40,6 +40,7 @@ type runConfig struct {
 	AllowMassDeprovision bool
 	ShutdownTimeout      time.Duration
 	ReconcileTimeout     time.Duration
+	OutboxLease          time.Duration
 
 	maxDeprovision reconcile.Limit
 	checks         []func() error
@@ -65,6 +66,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 		envBool(fs, e, &c.Migrate, "migrate", "SYNCD_MIGRATE", "apply migrations before starting"),
 		envBool(fs, e, &c.AllowMassDeprovision, "allow-mass-deprovision", "SYNCD_ALLOW_MASS_DEPROVISION", "let deprovisioning exceed --max-deprovision (and proceed while the employees table reads empty)"),
 		envDuration(fs, e, &c.ShutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight reconciles"),
+		envDuration(fs, e, &c.OutboxLease, "outbox-lease", "SYNCD_OUTBOX_LEASE", time.Minute, "how long claimed outbox rows stay this process's without renewal; a killed process's rows are taken over after that (notify source)"),
 		envDuration(fs, e, &c.ReconcileTimeout, "reconcile-timeout", "SYNCD_RECONCILE_TIMEOUT", 30*time.Second, "longest one reconcile may take; the employee's lease lasts 15s longer, so a crashed worker's rows are taken over after that"),
 	)
 	if err := parseFlags(fs, args); err != nil {
@@ -94,6 +96,9 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	}
 	if c.ReconcileTimeout < time.Second {
 		return nil, usagef("SYNCD_RECONCILE_TIMEOUT: must be at least 1s, got %s", c.ReconcileTimeout)
+	}
+	if c.OutboxLease < time.Second {
+		return nil, usagef("SYNCD_OUTBOX_LEASE: must be at least 1s, got %s", c.OutboxLease)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return nil, usagef("SYNCD_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout)
@@ -211,7 +216,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		m.watchSlot(src)
 		d.source = src
 	} else {
-		d.source = outbox.NewNotifySource(pool, d.queue, outbox.NotifyConfig{PollInterval: c.PollInterval, Logger: logger})
+		// Claim a few batches per worker, not the whole backlog: what one
+		// process holds, another cannot help with, and waits for if it dies.
+		d.source = outbox.NewNotifySource(pool, d.queue, outbox.NotifyConfig{PollInterval: c.PollInterval, Lease: c.OutboxLease,
+			BatchSize: 500, MaxHeld: max(500, 100*c.Workers), Logger: logger})
 	}
 	d.retry = outbox.NewRetryTimer(pool, d.queue, outbox.RetryConfig{Logger: logger})
 	return d, pool.Close, nil

@@ -75,7 +75,13 @@ func newE2E(t *testing.T, eopts emulator.Options) *e2e {
 	t.Cleanup(func() {
 		if t.Failed() {
 			logs := x.logs.String()
-			t.Logf("syncd logs (last 6000 bytes):\n%s", logs[max(0, len(logs)-6000):])
+			var notDebug []string
+			for _, l := range strings.Split(logs, "\n") {
+				if !strings.Contains(l, `"level":"DEBUG"`) {
+					notDebug = append(notDebug, l)
+				}
+			}
+			t.Logf("syncd logs above DEBUG (last 60 lines):\n%s", strings.Join(notDebug[max(0, len(notDebug)-60):], "\n"))
 			if dir := os.Getenv("SYNCD_TEST_LOG_DIR"); dir != "" {
 				_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".log"), []byte(logs), 0o644)
 			}

@@ -33,7 +33,7 @@ type Config struct {
 	// Threshold is the share of failures that opens it (default 0.8).
 	Threshold float64
 	// Cooldown is the first pause before a probe (default 5 s); it doubles up
-	// to MaxCooldown (default 2 min) while probes fail.
+	// to MaxCooldown (default 30 s) while probes fail.
 	Cooldown, MaxCooldown time.Duration
 	// Probe checks whether the cause cleared (e.g. get a token and list roles).
 	Probe func(ctx context.Context) error
@@ -61,7 +61,7 @@ func New(cfg Config) *Breaker {
 	cfg.MinCalls = cmp.Or(cfg.MinCalls, 10)
 	cfg.Threshold = cmp.Or(cfg.Threshold, 0.8)
 	cfg.Cooldown = cmp.Or(cfg.Cooldown, 5*time.Second)
-	cfg.MaxCooldown = cmp.Or(cfg.MaxCooldown, 2*time.Minute)
+	cfg.MaxCooldown = cmp.Or(cfg.MaxCooldown, 30*time.Second)
 	if cfg.OnChange == nil {
 		cfg.OnChange = func(bool, Cause) {}
 	}

@@ -35,6 +35,9 @@ ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_synced_state jsonb;
 -- The lease of the reconcile working on the row: one worker per employee
 -- across every process. A lease that expired belongs to a process that died.
 ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_locked_until timestamptz;
+-- Who holds that lease: a process may take its own lease back at once (after
+-- an outcome it could not record while the database was down).
+ALTER TABLE employees ADD COLUMN IF NOT EXISTS auth0_locked_by text;
 
 ALTER TABLE employees ALTER COLUMN auth0_sync_status SET DEFAULT 'pending';
 
