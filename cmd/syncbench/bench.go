@@ -52,6 +52,13 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 
 	// Throughput and latency: one at a time, so that they have the machine.
 	measured := func() {
+		if cfg.runs(scMicro) {
+			step("package benchmarks (go test -bench)", func() error {
+				m, err := b.runMicro(ctx)
+				keep(func() { res.Micro = m })
+				return err
+			})
+		}
 		if cfg.runs(scLatency) {
 			for _, source := range []string{"notify", "replication"} {
 				step("latency "+source, func() error {

@@ -24,9 +24,10 @@ const (
 	scTriggers  = "triggers"
 	scRateLimit = "ratelimit"
 	scIdle      = "idle"
+	scMicro     = "micro"
 )
 
-var allScenarios = []string{scLatency, scBackfill, scDrift, scTriggers, scRateLimit, scIdle}
+var allScenarios = []string{scMicro, scLatency, scBackfill, scDrift, scTriggers, scRateLimit, scIdle}
 
 // config is every setting of one benchmark run.
 type config struct {
@@ -89,7 +90,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Out, "out", "", "write the results as JSON to this file (empty: none)")
 	fs.StringVar(&c.MD, "md", "", "write the results as a Markdown table to this file (empty: none)")
 	fs.BoolVar(&c.Quick, "quick", false, "small sizes: a smoke test of the program, not a measurement")
-	fs.StringVar(&only, "only", "", "comma-separated scenarios to run (default all): "+strings.Join(allScenarios, ","))
+	fs.StringVar(&only, "only", "", "comma-separated scenarios to run (default all; -quick: all but micro): "+strings.Join(allScenarios, ","))
 	fs.BoolVar(&c.Keep, "keep", false, "keep the temporary directory (syncd logs) and print its path")
 	fs.StringVar(&c.LogLevel, "syncd-log-level", "info", "LOG_LEVEL of the syncd processes (their logs are in the temporary directory; see -keep)")
 	fs.StringVar(&c.ProfileDir, "profile", "", "write pprof CPU and heap profiles of syncbench (emulator, drivers) and of each drift scan into this directory")
@@ -105,6 +106,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	c.Only = allScenarios
+	if c.Quick {
+		c.Only = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == scMicro })
+	}
 	if only != "" {
 		c.Only = nil
 		for _, s := range strings.Split(only, ",") {

@@ -84,15 +84,24 @@ func newBench(ctx context.Context, cfg *config, stderr io.Writer) (*bench, func(
 	return b, cleanup, nil
 }
 
-// buildSyncd builds ./cmd/syncd of the module this program belongs to.
-func buildSyncd(ctx context.Context, dir string) (string, error) {
+// moduleRoot is the directory of the syncd module this program is run in.
+func moduleRoot(ctx context.Context) (string, error) {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("find the module (go env GOMOD): %w", err)
 	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	if root == "." || strings.TrimSpace(string(gomod)) == os.DevNull {
-		return "", errors.New("run syncbench inside the syncd module (go env GOMOD is empty), or pass -syncd")
+	path := strings.TrimSpace(string(gomod))
+	if path == "" || path == os.DevNull {
+		return "", errors.New("run syncbench inside the syncd module (go env GOMOD is empty)")
+	}
+	return filepath.Dir(path), nil
+}
+
+// buildSyncd builds ./cmd/syncd of the module this program belongs to.
+func buildSyncd(ctx context.Context, dir string) (string, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", fmt.Errorf("%w, or pass -syncd", err)
 	}
 	out := filepath.Join(dir, "syncd")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/syncd")

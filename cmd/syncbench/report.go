@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,6 +33,7 @@ type results struct {
 	Drift       []*driftResult   `json:"drift_scan,omitempty"`
 	Triggers    *triggerResult   `json:"trigger_overhead,omitempty"`
 	Idle        []*idleResult    `json:"idle,omitempty"`
+	Micro       []microResult    `json:"package_benchmarks,omitempty"`
 
 	Targets []target `json:"targets"`
 	Errors  []string `json:"errors,omitempty"`
@@ -117,6 +119,14 @@ func (r *results) evaluate() {
 			fmt.Sprintf("%.1f %% (%.2f req/s)", 100*q.Share, q.AchievedRate), q.Share >= 0.97)
 		add(fmt.Sprintf("429s, %s", q.Plan), "< 0.5 % of requests", q.TooManyPct, fmt.Sprintf("%.2f %% (%d)", q.TooManyPct, q.TooMany), q.TooManyPct < 0.5)
 	}
+	for _, m := range r.Micro {
+		if m.Package != "auth0" || (m.Name != "RateEnterprise" && m.Name != "RateFree") {
+			continue
+		}
+		share, pct := m.Metrics["share_of_limit"], m.Metrics["429_pct"]
+		add(fmt.Sprintf("auth0 client alone, %s (go test -bench)", m.Name), "≥ 97 % of the limit", share, fmt.Sprintf("%.1f %%", 100*share), share >= 0.97)
+		add(fmt.Sprintf("auth0 client alone, %s 429s", m.Name), "< 0.5 % of requests", pct, fmt.Sprintf("%.2f %% (%.0f)", pct, m.Metrics["429s"]), pct < 0.5)
+	}
 	for _, l := range r.Latency {
 		if l.Source == "notify" {
 			add("Auth0 calls per new employee", "2", l.CallsPerNew, fmt.Sprintf("%.3f", l.CallsPerNew), l.CallsPerNew <= 2)
@@ -181,7 +191,9 @@ func (r *results) markdown() []byte {
 	p("# syncd benchmarks\n\n")
 	p("Written by `make bench` (cmd/syncbench); bench.json holds the same figures. Everything runs on one machine:\n")
 	p("a throwaway PostgreSQL (fsync off, synchronous_commit on), the Auth0 emulator served by syncbench on loopback,\n")
-	p("and `syncd run` built from this tree and started as a subprocess, as an operator runs it (default flags unless a row says otherwise).\n\n")
+	p("and `syncd run` built from this tree and started as a subprocess, as an operator runs it (default flags unless a row says otherwise).\n")
+	p("Sections 7, 1, 2 and 5 run one at a time; then 3, 4 and 6 run together (paced by rate limits, the emulator or the clock;\n")
+	p("each of their figures is its own process's). Each scenario has its own database and emulator.\n\n")
 	if r.Quick {
 		p("**This is a -quick run: the sizes are a smoke test, not a measurement.**\n\n")
 	}
@@ -196,6 +208,12 @@ func (r *results) markdown() []byte {
 	p("## Targets (issue 7)\n\n| measure | target | result | met |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
 		p("| %s | %s | %s | %s |\n", t.Name, t.Target, t.Got, yesNo(t.Met))
+	}
+	if notes := r.notes(); len(notes) > 0 {
+		p("\n**What the numbers say** (derived from this run's figures):\n\n")
+		for _, n := range notes {
+			p("- %s\n", n)
+		}
 	}
 	if len(r.Errors) > 0 {
 		p("\n**Scenarios that failed:**\n\n")
@@ -277,5 +295,65 @@ func (r *results) markdown() []byte {
 			p("| %s | %.0f s | %.2f s | %.3f %% | %.1f MiB | %.1f MiB | %d | %d |\n", i.Source, i.Seconds, i.CPUS, i.CPUPct, i.RSSMiB, i.PeakRSSMiB, i.Auth0Calls, i.DBXacts)
 		}
 	}
+	if len(r.Micro) > 0 {
+		p("\n## 7. Package benchmarks\n\n")
+		p("The packages' own `func Benchmark…` (`go test -run '^$' -bench . %s`", strings.Join(microPackages, " "))
+		if !r.Quick {
+			p(", with SYNCD_BENCH_LONG=1: the rate-limit ones run 30 s")
+		}
+		p("): the Auth0 client alone against the emulator (calls/s unlimited; share of a plan's limit, with its limiter and with the headers only),\n")
+		p("the change sources with a handler that does nothing (INSERT → handler latency, claim and drain throughput), the emulator itself.\n\n")
+		p("| package | benchmark | figures |\n|---|---|---|\n")
+		for _, m := range r.Micro {
+			keys := make([]string, 0, len(m.Metrics))
+			for k := range m.Metrics {
+				if k != "ns/op" {
+					keys = append(keys, k)
+				}
+			}
+			slices.Sort(keys)
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s %s", strconv.FormatFloat(m.Metrics[k], 'f', -1, 64), k))
+			}
+			p("| %s | %s | %s |\n", m.Package, m.Name, strings.Join(parts, ", "))
+		}
+	}
 	return b.Bytes()
+}
+
+// notes interprets the figures where a number alone would mislead: why a
+// target is missed, where time went. Each note is computed from this run.
+func (r *results) notes() []string {
+	var out []string
+	if f := r.Backfill; f != nil && f.PerSecond > 0 {
+		n := float64(f.Employees)
+		cores := float64(r.Machine.CPUs)
+		busy := f.CPU.Syncd + f.CPU.Postgres + f.CPU.Bench
+		perSyncd, perPG, perBench := 1000*f.CPU.Syncd/n, 1000*f.CPU.Postgres/n, 1000*f.CPU.Bench/n
+		out = append(out, fmt.Sprintf("Backfill: the machine was %.0f %% busy (%.1f of %.1f core-seconds); CPU per employee: syncd %.2f ms, PostgreSQL %.2f ms, "+
+			"emulator and driver %.2f ms. On %d cores that caps the rate at %.0f employees/s with everything on one machine, %.0f with Auth0 elsewhere.",
+			100*busy/(cores*f.Seconds), busy, cores*f.Seconds, perSyncd, perPG, perBench, r.Machine.CPUs,
+			cores*1000/(perSyncd+perPG+perBench), cores*1000/(perSyncd+perPG)))
+	}
+	for _, l := range r.Latency {
+		if l.Lost > 0 {
+			out = append(out, fmt.Sprintf("%s: %d of %d inserts were never reconciled (their rows stay pending): a key was lost.", l.Source, l.Lost, l.Inserts))
+		}
+	}
+	for _, d := range r.Drift {
+		if d.WallS > 5 && d.CPUS < 0.25*d.WallS {
+			out = append(out, fmt.Sprintf("Drift scan of %d users: the scan process used %.1f s of CPU in %.0f s; the rest it waited on the emulator, "+
+				"whose paging of role members (GET /api/v2/roles/{id}/users) costs it O(members) per page (`-profile` shows it).", d.Users, d.CPUS, d.WallS))
+		}
+	}
+	if t := r.Triggers; t != nil && len(t.Cases) == 5 {
+		after, fresh := t.Cases[3], t.Cases[4]
+		if after.With > 0 && fresh.With > 5*after.With {
+			out = append(out, fmt.Sprintf("Trigger overhead: a 10,000-row UPDATE runs at %.0f rows/s as a connection's first statement but %.0f rows/s after single-row UPDATEs on it: "+
+				"PL/pgSQL plans the outbox trigger's join of the transition tables once per session, for the row count of its first call, "+
+				"so after a one-row UPDATE the cached nested loop makes a batch quadratic.", fresh.With, after.With))
+		}
+	}
+	return out
 }
