@@ -68,7 +68,7 @@ func fullSizes() sizes {
 	return sizes{
 		LatencyInserts: 1000, ChangeSample: 200, Backfill: 10000, BackfillRT: 2000,
 		Enterprise: 2000, Free: 200, Drift: []int{10000, 100000},
-		TriggerRows: 5000, TriggerBatch: 10000, TriggerBatches: 2, TriggerRounds: 3,
+		TriggerRows: 10000, TriggerBatch: 10000, TriggerBatches: 2, TriggerRounds: 3,
 		Idle: 60 * time.Second, ConvergeTimeout: 10 * time.Minute, DriftSeedWorkers: 8,
 	}
 }

@@ -280,11 +280,11 @@ func (r *results) markdown() []byte {
 	}
 	if tr := r.Triggers; tr != nil {
 		p("\n## 5. Trigger overhead\n\n")
-		p("The same statements, one connection, on two clones of the schema: with syncd's five triggers and with them dropped (same indexes).\n")
+		p("The same statements, one connection, on two clones of the schema: with syncd's triggers on `employees` (%s) and with them dropped (same indexes).\n", strings.Join(tr.Triggers, ", "))
 		p("Best of %d alternating rounds each; overhead = extra time per row (rate without / rate with − 1). No daemon runs.\n\n", tr.Rounds)
-		p("| workload | with triggers | without | overhead |\n|---|---|---|---|\n")
+		p("| workload | with triggers | without | overhead | extra time per row |\n|---|---|---|---|---|\n")
 		for _, c := range tr.Cases {
-			p("| %s | %.0f %s | %.0f %s | %.1f %% |\n", c.Workload, c.With, c.Unit, c.Without, c.Unit, c.OverheadPct)
+			p("| %s | %.0f %s | %.0f %s | %.1f %% | %.1f µs |\n", c.Workload, c.With, c.Unit, c.Without, c.Unit, c.OverheadPct, c.ExtraMicros)
 		}
 	}
 	if len(r.Idle) > 0 {
@@ -350,7 +350,7 @@ func (r *results) notes() []string {
 	if t := r.Triggers; t != nil && len(t.Cases) == 5 {
 		after, fresh := t.Cases[3], t.Cases[4]
 		if after.With > 0 && fresh.With > 5*after.With {
-			out = append(out, fmt.Sprintf("Trigger overhead: a 10,000-row UPDATE runs at %.0f rows/s as a connection's first statement but %.0f rows/s after single-row UPDATEs on it: "+
+			out = append(out, fmt.Sprintf("Trigger overhead: a 10,000-row UPDATE runs at %.0f rows/s as a connection's first statement but %.0f rows/s right after a single-row UPDATE on it: "+
 				"PL/pgSQL plans the outbox trigger's join of the transition tables once per session, for the row count of its first call, "+
 				"so after a one-row UPDATE the cached nested loop makes a batch quadratic.", fresh.With, after.With))
 		}
