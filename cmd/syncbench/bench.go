@@ -165,7 +165,7 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		}
 	}
 	if cfg.MD != "" {
-		if err := os.WriteFile(cfg.MD, res.markdown(), 0o644); err != nil {
+		if err := os.WriteFile(cfg.MD, withKeptNotes(res.markdown(), cfg.MD), 0o644); err != nil {
 			return fmt.Errorf("write markdown: %w", err)
 		}
 	}

@@ -96,3 +96,13 @@ func TestUsage(t *testing.T) {
 		require.ErrorAs(t, err, &u, "%v", args)
 	}
 }
+
+func TestKeptNotes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	require.Equal(t, "new\n", string(withKeptNotes([]byte("new\n"), path)), "no file yet")
+	require.NoError(t, os.WriteFile(path, []byte("old figures\n\n"+keptMarker+"\n\n## Causes\n\nwhy\n"), 0o644))
+	require.Equal(t, "new\n\n"+keptMarker+"\n\n## Causes\n\nwhy\n", string(withKeptNotes([]byte("new\n"), path)))
+	require.NoError(t, os.WriteFile(path, []byte("old figures only\n"), 0o644))
+	require.Equal(t, "new\n", string(withKeptNotes([]byte("new\n"), path)))
+}

@@ -357,3 +357,21 @@ func (r *results) notes() []string {
 	}
 	return out
 }
+
+// keptMarker starts the part of BENCHMARKS.md that people write (causes,
+// decisions); make bench regenerates everything above it and keeps the rest.
+const keptMarker = "<!-- Written by hand below this line: make bench keeps it. -->"
+
+// withKeptNotes appends the hand-written part of the file at path, if it
+// has one, to the generated document.
+func withKeptNotes(doc []byte, path string) []byte {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return doc
+	}
+	i := bytes.Index(old, []byte(keptMarker))
+	if i < 0 {
+		return doc
+	}
+	return append(append(bytes.TrimRight(doc, "\n"), "\n\n"...), old[i:]...)
+}
