@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -80,4 +81,25 @@ func newWorkerID() string {
 		id = id[len(id)-100:]
 	}
 	return id
+}
+
+// waitSettled waits until the queue has settled (acked) every key a source
+// handed it — *outstanding, guarded by mu, is 0 — or timeout passes, and
+// returns how many keys were left.
+func waitSettled(mu *sync.Mutex, outstanding *int, drained <-chan struct{}, timeout time.Duration) int {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		mu.Lock()
+		n := *outstanding
+		mu.Unlock()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-drained:
+		case <-t.C:
+			return n
+		}
+	}
 }

@@ -307,24 +307,10 @@ func (s *NotifySource) hasLeftovers() bool {
 // shutdown waits for the queue to settle the keys it was handed, then
 // retries failed deletes and releases every lease of this source.
 func (s *NotifySource) shutdown() {
-	t := time.NewTimer(s.cfg.ShutdownTimeout)
-	defer t.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout+s.cfg.ShutdownTimeout)
 	defer cancel()
-wait:
-	for {
-		s.mu.Lock()
-		n := s.outstanding
-		s.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		select {
-		case <-s.drained:
-		case <-t.C:
-			s.log.WarnContext(ctx, "queue did not settle its keys before the shutdown timeout; releasing their rows", keyKeys, n)
-			break wait
-		}
+	if n := waitSettled(&s.mu, &s.outstanding, s.drained, s.cfg.ShutdownTimeout); n > 0 {
+		s.log.WarnContext(ctx, "queue did not settle its keys before the shutdown timeout; releasing their rows", keyKeys, n)
 	}
 	s.mu.Lock()
 	undeleted := s.undeleted

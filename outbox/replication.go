@@ -544,21 +544,8 @@ func (s *ReplicationSource) ack(t *txnRef, ids []int64) Ack {
 
 // drain waits until every ack was called or ShutdownTimeout passed.
 func (s *ReplicationSource) drain() {
-	t := time.NewTimer(s.cfg.ShutdownTimeout)
-	defer t.Stop()
-	for {
-		s.mu.Lock()
-		n := s.outstanding
-		s.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		select {
-		case <-s.drained:
-		case <-t.C:
-			s.log.WarnContext(context.Background(), "queue did not settle its keys before the shutdown timeout; their transactions stay unconfirmed", keyKeys, n)
-			return
-		}
+	if n := waitSettled(&s.mu, &s.outstanding, s.drained, s.cfg.ShutdownTimeout); n > 0 {
+		s.log.WarnContext(context.Background(), "queue did not settle its keys before the shutdown timeout; their transactions stay unconfirmed", keyKeys, n)
 	}
 }
 
