@@ -28,13 +28,35 @@ func envString(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage st
 	fs.StringVar(p, name, v, usage+" (env "+envName+")")
 }
 
+// envSecret registers a string flag whose value must never be printed. The
+// flag package prints each flag's default on -h and on any parse error, so a
+// secret taken from the environment is not registered as a default: the
+// usage says only whether the variable is set.
+func envSecret(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage string) {
+	*p = def
+	usage += " (env " + envName + ")"
+	if s := e.getenv(envName); s != "" {
+		*p = s
+		usage += " (set from " + envName + ")"
+	}
+	fs.Var((*secretValue)(p), name, usage)
+}
+
+// secretValue is a string flag whose String never shows the value, so that
+// no usage message can print it.
+type secretValue string
+
+func (s *secretValue) String() string     { return "" }
+func (s *secretValue) Set(v string) error { *s = secretValue(v); return nil }
+
 // dbConfig is the database setting.
 type dbConfig struct {
 	URL string
 }
 
 func (c *dbConfig) register(fs *flag.FlagSet, e *env) {
-	envString(fs, e, &c.URL, "database-url", "DATABASE_URL", "", "PostgreSQL connection URL")
+	// The URL holds the database password: a secret.
+	envSecret(fs, e, &c.URL, "database-url", "DATABASE_URL", "", "PostgreSQL connection `URL`")
 }
 
 func (c *dbConfig) validate() error {
@@ -61,7 +83,7 @@ type auth0Config struct {
 func (c *auth0Config) register(fs *flag.FlagSet, e *env) {
 	envString(fs, e, &c.Domain, "auth0-domain", "AUTH0_DOMAIN", "", "Auth0 tenant domain (your-tenant.us.auth0.com), or an http://127.0.0.1:PORT URL for the emulator")
 	envString(fs, e, &c.ClientID, "auth0-client-id", "AUTH0_CLIENT_ID", "", "client id of the machine-to-machine application")
-	envString(fs, e, &c.ClientSecret, "auth0-client-secret", "AUTH0_CLIENT_SECRET", "", "client secret of the machine-to-machine application (prefer the environment variable)")
+	envSecret(fs, e, &c.ClientSecret, "auth0-client-secret", "AUTH0_CLIENT_SECRET", "", "client `secret` of the machine-to-machine application (prefer the environment variable)")
 }
 
 func (c *auth0Config) validate() error {

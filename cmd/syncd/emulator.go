@@ -110,7 +110,8 @@ func cmdEmulator(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "emulator")
 	c.register(fs)
 	envString(fs, e, &c.ClientID, "client-id", "EMULATOR_CLIENT_ID", emulator.DefaultClientID, "client id of the machine-to-machine application")
-	envString(fs, e, &c.ClientSecret, "client-secret", "EMULATOR_CLIENT_SECRET", emulator.DefaultClientSecret, "its client secret")
+	envSecret(fs, e, &c.ClientSecret, "client-secret", "EMULATOR_CLIENT_SECRET", emulator.DefaultClientSecret,
+		"its client `secret` (default: the well-known "+emulator.DefaultClientSecret+")")
 	log.register(fs, e)
 	if err := parseFlags(fs, args); err != nil {
 		return err
