@@ -41,6 +41,11 @@ type Options struct {
 	// Roles are the names of the roles created at start; nil =
 	// []string{"production_associate"}.
 	Roles []string
+	// RoleMembersOrder is the order of GET /api/v2/roles/{id}/users and what
+	// its checkpoint encodes: "" or RoleMembersByAssignment (Auth0's: when
+	// each member was assigned the role), or RoleMembersByCreation (the
+	// users' created_at). Any other value is Auth0's order.
+	RoleMembersOrder string
 	// Plan picks the rate limits: "unlimited" (default), "free",
 	// "professional" or "enterprise" (auth0-api.md §3).
 	Plan string

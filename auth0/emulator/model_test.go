@@ -60,8 +60,13 @@ func TestModel(t *testing.T) {
 			}
 			return m
 		}
-		merge := func(old map[string]any, patch map[string]any) map[string]any {
+		// merge is the first-level merge; a PATCH with {} leaves an empty
+		// user_metadata ({}, keepEmpty) but no app_metadata.
+		merge := func(old map[string]any, patch map[string]any, keepEmpty bool) map[string]any {
 			if len(patch) == 0 {
+				if keepEmpty {
+					return map[string]any{}
+				}
 				return nil
 			}
 			out := maps.Clone(old)
@@ -163,10 +168,10 @@ func TestModel(t *testing.T) {
 						mu.blocked = &bv
 					}
 					if v, ok := body["app_metadata"]; ok {
-						mu.app = merge(mu.app, v.(map[string]any))
+						mu.app = merge(mu.app, v.(map[string]any), false)
 					}
 					if v, ok := body["user_metadata"]; ok {
-						mu.meta = merge(mu.meta, v.(map[string]any))
+						mu.meta = merge(mu.meta, v.(map[string]any), true)
 					}
 					if v, ok := body["email"]; ok {
 						mu.email = v.(string)
@@ -225,7 +230,7 @@ func TestModel(t *testing.T) {
 
 func requireMeta(t tester, want map[string]any, got any) {
 	t.Helper()
-	if len(want) == 0 {
+	if want == nil {
 		require.Nil(t, got)
 		return
 	}

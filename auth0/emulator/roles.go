@@ -141,10 +141,16 @@ func (e *Emulator) listUserRoles(w http.ResponseWriter, r *http.Request, _ *call
 	u := e.users[r.PathValue("id")]
 	var all []map[string]any
 	if u != nil {
+		// Auth0 lists a user's roles by name, not by id or creation.
+		var mine []*role
 		for _, ro := range e.roles {
-			if u.roles[ro.id] {
-				all = append(all, ro.render())
+			if _, ok := u.roles[ro.id]; ok {
+				mine = append(mine, ro)
 			}
+		}
+		slices.SortFunc(mine, func(a, b *role) int { return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.id, b.id)) })
+		for _, ro := range mine {
+			all = append(all, ro.render())
 		}
 	}
 	e.mu.Unlock()
@@ -222,9 +228,10 @@ func (e *Emulator) changeUserRoles(w http.ResponseWriter, r *http.Request, add b
 			return
 		}
 	}
+	now := e.now()
 	for _, id := range ids {
 		if add {
-			u.roles[id] = true
+			assignLocked(u, id, now)
 		} else {
 			delete(u.roles, id)
 		}
@@ -232,22 +239,51 @@ func (e *Emulator) changeUserRoles(w http.ResponseWriter, r *http.Request, add b
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// assignLocked gives u the role: it records when, to the microsecond, which
+// is where the member sorts in GET /roles/{id}/users. A role the user has
+// already keeps its first assignment time (Auth0's answer to a repeated
+// assignment is not known; a no-op is the likelier).
+func assignLocked(u *user, roleID string, now time.Time) {
+	if _, ok := u.roles[roleID]; !ok {
+		u.roles[roleID] = now.UTC().Truncate(time.Microsecond)
+	}
+}
+
+// Orders of GET /api/v2/roles/{id}/users (Options.RoleMembersOrder).
+const (
+	// RoleMembersByAssignment is Auth0's: members in the order they were
+	// assigned the role (then by user_id); the checkpoint encodes the
+	// assignment time, to the microsecond.
+	RoleMembersByAssignment = "assigned"
+	// RoleMembersByCreation is the emulator's order before issue 12: by the
+	// user's created_at (milliseconds), then user_id. Kept so that tests can
+	// show the drift scan is right under either order.
+	RoleMembersByCreation = "created"
+)
+
 // member is a user as GET /api/v2/roles/{id}/users lists it, with its
-// position in the listing (created_at, then user_id).
+// position in the listing (at, then user_id).
 type member struct {
-	created time.Time
-	id      string
-	doc     map[string]any
+	at  time.Time
+	id  string
+	doc map[string]any
 }
 
 func compareMembers(a, b member) int {
-	return cmp.Or(a.created.Compare(b.created), strings.Compare(a.id, b.id))
+	return cmp.Or(a.at.Compare(b.at), strings.Compare(a.id, b.id))
 }
 
+// checkpointTime is how the checkpoint writes a member's position: Auth0's
+// next is base64 of "2023-03-14 13:41:28.961000UTC,auth0|64107988d3534be8b2dc383c"
+// (go-auth0 recording TestRoleManager_UsersCheckpointPagination: three users
+// assigned in one request, listed by user_id, at a time after their
+// created_at).
+const checkpointTime = "2006-01-02 15:04:05.000000"
+
 // checkpoint is the opaque "next" of checkpoint paging: base64 of
-// "<created_at>UTC,<user_id>" of the last member returned, as Auth0's.
+// "<position>UTC,<user_id>" of the last member returned, as Auth0's.
 func checkpoint(m member) string {
-	return base64.StdEncoding.EncodeToString([]byte(m.created.UTC().Format("2006-01-02 15:04:05.000") + "UTC," + m.id))
+	return base64.StdEncoding.EncodeToString([]byte(m.at.UTC().Format(checkpointTime) + "UTC," + m.id))
 }
 
 func parseCheckpoint(s string) (member, bool) {
@@ -259,16 +295,23 @@ func parseCheckpoint(s string) (member, bool) {
 	if !ok || id == "" {
 		return member{}, false
 	}
-	created, err := time.Parse("2006-01-02 15:04:05.000", t)
+	// The layout has no fraction: when parsing, Go accepts any number of
+	// fractional digits after the seconds.
+	at, err := time.Parse("2006-01-02 15:04:05", t)
 	if err != nil {
 		return member{}, false
 	}
-	return member{created: created, id: id}, true
+	return member{at: at, id: id}, true
 }
 
 // listRoleUsers is GET /api/v2/roles/{id}/users, with offset paging (page,
 // per_page, include_totals; first 1,000 only) or checkpoint paging (from,
-// take; "next" absent on the last page). take wins over per_page.
+// take; "next" absent on the last page). take wins over per_page. Members
+// come in the order of Options.RoleMembersOrder (Auth0's: by assignment
+// time); a checkpoint is a position, not a member, so it survives the
+// removal of the member it names, and a member assigned while a client pages
+// sorts after every checkpoint already served (unless it is assigned within
+// the same microsecond and its user_id sorts first).
 func (e *Emulator) listRoleUsers(w http.ResponseWriter, r *http.Request, _ *call) {
 	qp := &queryParams{q: r.URL.Query()}
 	checkpointPaging := qp.has("take") || qp.has("from")
@@ -299,13 +342,19 @@ func (e *Emulator) listRoleUsers(w http.ResponseWriter, r *http.Request, _ *call
 	e.mu.Lock()
 	ro := e.roleByIDLocked(roleID)
 	var all []member
+	byCreation := e.opts.RoleMembersOrder == RoleMembersByCreation
 	if ro != nil {
 		for _, u := range e.users {
-			if u.roles[roleID] {
-				all = append(all, member{created: u.created.Truncate(time.Millisecond), id: u.id, doc: map[string]any{
-					"user_id": u.id, "email": u.attrs["email"], "picture": u.attrs["picture"], "name": u.attrs["name"],
-				}})
+			at, ok := u.roles[roleID]
+			if !ok {
+				continue
 			}
+			if byCreation {
+				at = u.created.UTC().Truncate(time.Millisecond)
+			}
+			all = append(all, member{at: at, id: u.id, doc: map[string]any{
+				"user_id": u.id, "email": u.attrs["email"], "picture": u.attrs["picture"], "name": u.attrs["name"],
+			}})
 		}
 	}
 	e.mu.Unlock()
@@ -388,8 +437,9 @@ func (e *Emulator) addRoleUsers(w http.ResponseWriter, r *http.Request, _ *call)
 		}
 		users = append(users, u)
 	}
+	now := e.now()
 	for _, u := range users {
-		u.roles[ro.id] = true
+		assignLocked(u, ro.id, now)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }

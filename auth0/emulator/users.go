@@ -21,10 +21,10 @@ import (
 type user struct {
 	id      string
 	conn    *connection
-	attrs   map[string]any // root attributes: email, email_verified, username, name, nickname, …, blocked
-	app     map[string]any // app_metadata; empty = absent
-	meta    map[string]any // user_metadata; empty = absent
-	roles   map[string]bool
+	attrs   map[string]any       // root attributes: email, email_verified, username, name, nickname, …, blocked
+	app     map[string]any       // app_metadata; empty = absent
+	meta    map[string]any       // user_metadata; nil = absent, empty = {} (see mergeMetadata)
+	roles   map[string]time.Time // role id → when it was assigned (µs)
 	created time.Time
 	updated time.Time
 	pwReset time.Time
@@ -53,7 +53,7 @@ func (u *user) render() map[string]any {
 	if len(u.app) > 0 {
 		doc["app_metadata"] = maps.Clone(u.app)
 	}
-	if len(u.meta) > 0 {
+	if u.meta != nil {
 		doc["user_metadata"] = maps.Clone(u.meta)
 	}
 	if !u.pwReset.IsZero() {
@@ -266,7 +266,7 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request, _ *call) {
 	}
 	email = strings.ToLower(email)
 	now := e.now()
-	u := &user{conn: conn, attrs: map[string]any{}, roles: map[string]bool{}, created: now, updated: now}
+	u := &user{conn: conn, attrs: map[string]any{}, roles: map[string]time.Time{}, created: now, updated: now}
 	for k, v := range body {
 		switch k {
 		case "connection", "password", "verify_email", "user_id", "app_metadata", "user_metadata":
@@ -291,6 +291,9 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request, _ *call) {
 	}
 	u.app, _ = body["app_metadata"].(map[string]any)
 	u.meta, _ = body["user_metadata"].(map[string]any)
+	if len(u.meta) == 0 {
+		u.meta = nil // what Auth0 answers to a create with {} is not known: absent, as before
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -402,9 +405,9 @@ func (e *Emulator) patchUser(w http.ResponseWriter, r *http.Request, c *call) {
 		switch k {
 		case "connection", "client_id", "verify_email", "verify_phone_number":
 		case "app_metadata":
-			u.app = mergeMetadata(old.app, v)
+			u.app = mergeMetadata(old.app, v, false)
 		case "user_metadata":
-			u.meta = mergeMetadata(old.meta, v)
+			u.meta = mergeMetadata(old.meta, v, true)
 		case "password":
 			if aerr := checkPassword(v.(string)); aerr != nil {
 				writeError(w, aerr)
@@ -463,10 +466,18 @@ func (e *Emulator) patchUser(w http.ResponseWriter, r *http.Request, c *call) {
 }
 
 // mergeMetadata merges a PATCH's metadata into old at the first level: a
-// null value deletes its key, and {} (or null) clears the whole object.
-func mergeMetadata(old map[string]any, patch any) map[string]any {
+// null value deletes its key. A PATCH with {} clears the whole object, and
+// here Auth0 treats the two metadata differently: app_metadata disappears
+// from the user, while user_metadata stays as {} (keepEmpty) in the answer and
+// in every later GET (real traffic replayed in issue 12). A user_metadata
+// whose last key is deleted with null is absent, as before: no recorded
+// answer says otherwise.
+func mergeMetadata(old map[string]any, patch any, keepEmpty bool) map[string]any {
 	p, _ := patch.(map[string]any)
 	if len(p) == 0 {
+		if keepEmpty {
+			return map[string]any{}
+		}
 		return nil
 	}
 	out := maps.Clone(old)
@@ -479,6 +490,9 @@ func mergeMetadata(old map[string]any, patch any) map[string]any {
 		} else {
 			out[k] = v
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

@@ -269,9 +269,9 @@ func TestPatchMetadataMerge(t *testing.T) {
 	// {"color": null} deletes one key.
 	got = f.obj(http.StatusOK, http.MethodPatch, userPath(id), map[string]any{"user_metadata": map[string]any{"color": nil}})
 	require.Equal(t, map[string]any{"timezone": "America/Chicago"}, got["user_metadata"])
-	// {} removes the whole object.
+	// {} empties user_metadata, which stays as {} (see TestPatchEmptyMetadataKeepsUserMetadata).
 	got = f.obj(http.StatusOK, http.MethodPatch, userPath(id), map[string]any{"user_metadata": map[string]any{}})
-	require.NotContains(t, got, "user_metadata")
+	require.Equal(t, map[string]any{}, got["user_metadata"])
 	// Deleting the last key removes it too.
 	got = f.obj(http.StatusOK, http.MethodPatch, userPath(id), map[string]any{"app_metadata": map[string]any{"department": nil, "nested": nil, "foreign": nil, "new": nil}})
 	require.NotContains(t, got, "app_metadata")
