@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,12 +39,6 @@ const (
 	UsernameLocalPart UsernameMode = "local-part" // the email's local part, made valid
 )
 
-// DeprovisionGuard is consulted before an account is blocked or deleted; a
-// non-nil error refuses it (the mass-deprovision guard). Nil allows all.
-type DeprovisionGuard interface {
-	AllowDeprovision(ctx context.Context, employeeID int64) error
-}
-
 // Config is how the reconciler maps rows to Auth0. The zero value, after
 // WithDefaults, is the reference guide's mapping.
 type Config struct {
@@ -75,8 +68,10 @@ type Config struct {
 	// BusyWait is how long Reconcile waits for another worker's lease on the
 	// same employee before it returns ErrBusy (default 10s).
 	BusyWait time.Duration
-	// Guard, if set, may refuse deprovisioning.
-	Guard DeprovisionGuard
+	// Guard, if set, is asked before an account is blocked or deleted; a
+	// deprovision it does not allow yet is recorded as waiting and costs
+	// nothing more until the guard hands it back.
+	Guard *Guard
 	// Logger receives one line per reconcile that changed something.
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
@@ -111,37 +106,54 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate checks c (after WithDefaults); errors name the setting.
+// ConfigError is a bad Config field: the setting's name travels in the
+// error (as outbox.ConfigError), so that a caller maps it to its own flag or
+// environment variable with errors.As, never by matching message text.
+type ConfigError struct {
+	Field string // the Config field, e.g. "Deprovision"
+	Value string // its value as given (never a secret)
+	Err   error  // what is wrong with it; its text includes the value
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Validate checks c (after WithDefaults). Each problem is a *ConfigError;
+// several are joined (errors.As finds the first).
 func (c Config) Validate() error {
 	var errs []error
+	bad := func(field, value, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Value: value, Err: fmt.Errorf(format, args...)})
+	}
 	switch c.Username {
 	case UsernameOff, UsernameLocalPart:
 	default:
-		errs = append(errs, fmt.Errorf("username: must be off or local-part, got %q", c.Username))
+		bad("Username", string(c.Username), "must be off or local-part, got %q", c.Username)
 	}
 	switch c.Deprovision {
 	case DeprovisionBlock, DeprovisionDelete:
 	default:
-		errs = append(errs, fmt.Errorf("deprovision: must be block or delete, got %q", c.Deprovision))
+		bad("Deprovision", string(c.Deprovision), "must be block or delete, got %q", c.Deprovision)
 	}
 	switch c.Adopt {
 	case AdoptConflict, AdoptAccount:
 	default:
-		errs = append(errs, fmt.Errorf("adopt: must be conflict or adopt, got %q", c.Adopt))
+		bad("Adopt", string(c.Adopt), "must be conflict or adopt, got %q", c.Adopt)
 	}
 	if c.UsernameMaxLength < 1 || c.UsernameMaxLength > 128 {
-		errs = append(errs, fmt.Errorf("username max length: must be 1..128, got %d", c.UsernameMaxLength))
+		bad("UsernameMaxLength", fmt.Sprint(c.UsernameMaxLength), "must be 1..128, got %d", c.UsernameMaxLength)
 	}
-	for code, role := range c.Roles {
-		if strings.TrimSpace(code) == "" || strings.TrimSpace(role) == "" {
-			errs = append(errs, fmt.Errorf("roles: %q=%q: role code and role name must not be empty", code, role))
+	for _, code := range slices.Sorted(maps.Keys(c.Roles)) {
+		if role := c.Roles[code]; strings.TrimSpace(code) == "" || strings.TrimSpace(role) == "" {
+			bad("Roles", code+"="+role, "%q=%q: role code and role name must not be empty", code, role)
 		}
 	}
 	if _, err := time.LoadLocation(c.Timezone); err != nil {
-		errs = append(errs, fmt.Errorf("timezone: %q is not an IANA time zone", c.Timezone))
+		bad("Timezone", c.Timezone, "%q is not an IANA time zone", c.Timezone)
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
-		errs = append(errs, fmt.Errorf("retry backoff: need 0 < base <= max, got %s and %s", c.RetryBase, c.RetryMax))
+		bad("RetryBase", c.RetryBase.String(), "need 0 < base <= max, got %s and %s", c.RetryBase, c.RetryMax)
 	}
 	return errors.Join(errs...)
 }

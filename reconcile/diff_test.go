@@ -293,8 +293,19 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, Config{}.WithDefaults().Validate())
 	c := Config{Deprovision: "shred", Adopt: "maybe", Username: "full", Timezone: "Mars/Olympus"}.WithDefaults()
 	err := c.Validate()
-	require.ErrorContains(t, err, `deprovision: must be block or delete, got "shred"`)
-	require.ErrorContains(t, err, `adopt: must be conflict or adopt, got "maybe"`)
-	require.ErrorContains(t, err, `username: must be off or local-part, got "full"`)
-	require.ErrorContains(t, err, `timezone: "Mars/Olympus" is not an IANA time zone`)
+	require.ErrorContains(t, err, `Deprovision: must be block or delete, got "shred"`)
+	require.ErrorContains(t, err, `Adopt: must be conflict or adopt, got "maybe"`)
+	require.ErrorContains(t, err, `Username: must be off or local-part, got "full"`)
+	require.ErrorContains(t, err, `Timezone: "Mars/Olympus" is not an IANA time zone`)
+	// The setting's name travels in the error, typed.
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "Username", ce.Field, "the first problem")
+	require.Equal(t, "full", ce.Value)
+	var fields []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		require.ErrorAs(t, e, &ce)
+		fields = append(fields, ce.Field)
+	}
+	require.Equal(t, []string{"Username", "Deprovision", "Adopt", "Timezone"}, fields)
 }

@@ -38,6 +38,10 @@ const (
 	// is recorded, the status is left pending for the next pass, which the
 	// change itself queued.
 	ResultStale Result = "stale"
+	// ResultHeld: the deprovision waits for the mass-deprovision guard
+	// (settling or held). The row is left pending, its work is handled (the
+	// outbox row goes), and the guard hands it back when it allows it.
+	ResultHeld Result = "held"
 )
 
 // Sync statuses written to employees.auth0_sync_status.
@@ -147,6 +151,11 @@ type attempt struct {
 	// noEmployeeCheck: deprovision the account whatever employee_id it
 	// carries (an orphan found by the drift scan).
 	noEmployeeCheck bool
+	// guarded is the deprovision this attempt asked the guard about.
+	guarded *Deprovision
+	// usernameSent: a create of this attempt sent a username and Auth0
+	// answered that the user exists.
+	usernameConflict string
 }
 
 // Reconcile converges employee id: it reads the row and Auth0, applies the
@@ -348,10 +357,9 @@ func (a *attempt) converge(ctx context.Context) Outcome {
 			}
 		}
 		plan := Diff(d, o)
-		if plan.Deprovisions() && a.r.cfg.Guard != nil {
-			if err := a.r.cfg.Guard.AllowDeprovision(ctx, e.ID); err != nil {
-				a.audit(string(firstDeprovision(plan)), "refused", nil, err)
-				return a.retry(err)
+		if plan.Deprovisions() {
+			if out := a.askGuard(ctx, plan, Deprovision{Kind: KindInactive, EmployeeID: e.ID, UserID: o.UserID}); out != nil {
+				return *out
 			}
 		}
 		err := a.apply(ctx, d, o, plan)
@@ -368,6 +376,35 @@ func (a *attempt) converge(ctx context.Context) Outcome {
 		}
 		return Outcome{Result: ResultDone, Status: status, Applied: a.applied, UserID: a.userID}
 	}
+}
+
+// askGuard asks the guard, if any, about the deprovision in plan. A nil
+// Outcome lets it go ahead; otherwise it waits (settling or held) and the
+// outcome says so: the first time it is held, one audit row records it.
+func (a *attempt) askGuard(ctx context.Context, plan Plan, d Deprovision) *Outcome {
+	g := a.r.cfg.Guard
+	if g == nil {
+		return nil
+	}
+	a.guarded = &d
+	dec, err := g.Request(ctx, d)
+	if err != nil {
+		out := a.retry(fmt.Errorf("ask the mass-deprovision guard: %w", err))
+		return &out
+	}
+	var why error
+	switch dec.Verdict {
+	case Allowed:
+		return nil
+	case Settling:
+		why = fmt.Errorf("%w: deprovision waits to be counted with its batch (see syncd status)", ErrMassDeprovision)
+	default:
+		why = fmt.Errorf("%w: deprovision held: %s; `syncd guard release` lets it through, setting the row active again cancels it", ErrMassDeprovision, dec.Reason)
+		if dec.New {
+			a.audit(string(firstDeprovision(plan)), "held", nil, why)
+		}
+	}
+	return &Outcome{Result: ResultHeld, Status: StatusPending, Err: why, Applied: a.applied, UserID: a.userID}
 }
 
 func firstDeprovision(p Plan) ActionKind {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"time"
 
@@ -83,7 +84,19 @@ type scanEntry struct {
 	delete  bool
 	blocked bool
 	seen    bool
+	// status and syncedAt as the scan read them: a row whose values differ
+	// when the scan ends was worked on meanwhile (recheckDrift).
+	status   string
+	syncedAt *time.Time
 }
+
+// withSyncedAt reads auth0_synced_at after the columns scanEmployee reads.
+type withSyncedAt struct {
+	scanner
+	at **time.Time
+}
+
+func (w withSyncedAt) Scan(dest ...any) error { return w.scanner.Scan(append(dest, w.at)...) }
 
 type fingerprint struct{ profile, blocked, app, user uint64 }
 
@@ -127,12 +140,13 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 	entries := map[int64]*scanEntry{}
 	known := map[int64]bool{} // every row, compared or not
 
-	rows, err := r.pool.Query(ctx, `SELECT `+employeeColumns+` FROM employees`)
+	rows, err := r.pool.Query(ctx, `SELECT `+employeeColumns+`, auth0_synced_at FROM employees`)
 	if err != nil {
 		return nil, fmt.Errorf("read employees: %w", err)
 	}
 	for rows.Next() {
-		e, err := scanEmployee(rows)
+		var syncedAt *time.Time
+		e, err := scanEmployee(withSyncedAt{rows, &syncedAt})
 		if err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read employee: %w", err)
@@ -149,7 +163,8 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 			continue
 		}
 		res.Compared++
-		entries[e.ID] = &scanEntry{userID: deref(e.Auth0UserID), fp: fingerprintOf(d.State), role: d.Role, delete: d.Delete, blocked: d.Blocked}
+		entries[e.ID] = &scanEntry{userID: deref(e.Auth0UserID), fp: fingerprintOf(d.State), role: d.Role, delete: d.Delete, blocked: d.Blocked,
+			status: e.Status, syncedAt: syncedAt}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -157,6 +172,20 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 	}
 
 	// Members of every managed role: user id → the managed roles it has.
+	//
+	// Roles change while the scan pages (checkpoint paging: a checkpoint is
+	// a position, so the members that do not change are each listed once).
+	// Auth0 lists members in assignment order, so a member assigned while
+	// its role is still being listed comes after every page served and this
+	// scan sees it; one assigned after its role's listing ended (or, on
+	// Auth0, in the same microsecond as the checkpoint with a smaller
+	// user_id; or, with an order by creation, behind the checkpoint) is seen
+	// by the next scan. A member removed after its page was served still
+	// counts as a member here; the next scan reports the drift. No change
+	// made during a scan is missed by the scan after it. What the listing
+	// got wrong cannot become false drift: a row that syncd worked on
+	// meanwhile is dropped from the result (recheckDrift), and every role
+	// drift left is confirmed by reading the account's roles (confirmRoles).
 	managed := r.cfg.managedRoles()
 	roleOf := map[string][]string{}
 	for _, name := range managed {
@@ -166,7 +195,11 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		}
 		err = r.api.ListRoleUsers(ctx, id, func(page []auth0.RoleMember) error {
 			for _, m := range page {
-				roleOf[m.UserID] = append(roleOf[m.UserID], name)
+				// A member removed and assigned again while the scan
+				// pages is listed twice.
+				if !slices.Contains(roleOf[m.UserID], name) {
+					roleOf[m.UserID] = append(roleOf[m.UserID], name)
+				}
 			}
 			return nil
 		})
@@ -235,8 +268,7 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		if got.user != ent.fp.user {
 			addDrift(eid, u.UserID, DriftUserMetadata, false)
 		}
-		have := roleOf[u.UserID]
-		if (ent.role != "" && !slices.Contains(have, ent.role)) || slices.ContainsFunc(have, func(n string) bool { return n != ent.role }) {
+		if roleDrifted(ent.role, roleOf[u.UserID]) {
 			addDrift(eid, u.UserID, DriftRole, false)
 		}
 		return nil
@@ -248,6 +280,12 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		if !ent.seen && ent.userID != "" && !ent.delete {
 			addDrift(id, ent.userID, DriftMissing, false)
 		}
+	}
+	if err := r.recheckDrift(ctx, drifted, entries); err != nil {
+		return nil, err
+	}
+	if err := r.confirmRoles(ctx, drifted, entries); err != nil {
+		return nil, err
 	}
 	if res.Orphans, err = r.recheckOrphans(ctx, res.Orphans); err != nil {
 		return nil, err
@@ -265,6 +303,99 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 	})
 	res.Took = time.Since(start)
 	return res, nil
+}
+
+// roleDrifted says whether an account with the managed roles have differs
+// from a row that wants role ("" = no mapped role).
+func roleDrifted(role string, have []string) bool {
+	return (role != "" && !slices.Contains(have, role)) || slices.ContainsFunc(have, func(n string) bool { return n != role })
+}
+
+// recheckDrift reads the drifted rows again and drops those that syncd
+// worked on while the scan ran: a row now in flight (pending, syncing,
+// retrying or leased), or whose status or auth0_synced_at moved on, or that
+// is gone. The scan compared Auth0 with the row as it was before, so a worker
+// that changed the account meanwhile (a role_code change: one role removed,
+// another assigned, while the scan paged) looks like drift that is not
+// there. Whatever drift such a row still has, the next scan reports it.
+func (r *Reconciler) recheckDrift(ctx context.Context, drifted map[int64]*Drift, entries map[int64]*scanEntry) error {
+	if len(drifted) == 0 {
+		return nil
+	}
+	ids := slices.Collect(maps.Keys(drifted))
+	rows, err := r.pool.Query(ctx, `SELECT id, auth0_sync_status, auth0_synced_at,
+			auth0_sync_status IN ('pending', 'syncing', 'retrying') OR coalesce(auth0_locked_until > now(), false)
+		FROM employees WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("read drifted employees again: %w", err)
+	}
+	atRest := map[int64]bool{}
+	for rows.Next() {
+		var (
+			id       int64
+			status   string
+			syncedAt *time.Time
+			inFlight bool
+		)
+		if err := rows.Scan(&id, &status, &syncedAt, &inFlight); err != nil {
+			rows.Close()
+			return fmt.Errorf("read drifted employees again: %w", err)
+		}
+		ent := entries[id]
+		atRest[id] = ent != nil && !inFlight && status == ent.status && sameTime(syncedAt, ent.syncedAt)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read drifted employees again: %w", err)
+	}
+	for id := range drifted {
+		if !atRest[id] {
+			delete(drifted, id)
+		}
+	}
+	return nil
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+// confirmRoles reads the roles of every account with role drift (GET
+// /users/{id}/roles, immediately consistent) and drops the drift that the
+// account no longer shows: a role assigned or removed by hand while the
+// listing paged (a member assigned behind the checkpoint is not listed). It
+// costs one call per role-drifted account, none when nothing drifted.
+func (r *Reconciler) confirmRoles(ctx context.Context, drifted map[int64]*Drift, entries map[int64]*scanEntry) error {
+	managed := r.cfg.managedRoles()
+	for id, d := range drifted {
+		if !slices.Contains(d.Kinds, DriftRole) {
+			continue
+		}
+		roles, err := r.api.ListUserRoles(ctx, d.UserID)
+		if errors.Is(err, auth0.ErrNotFound) {
+			continue // deleted meanwhile: the requeued reconcile sees it
+		}
+		if err != nil {
+			return fmt.Errorf("confirm role drift of employee %d: %w", id, err)
+		}
+		var have []string
+		for _, ro := range roles {
+			if slices.Contains(managed, ro.Name) {
+				have = append(have, ro.Name)
+			}
+		}
+		if roleDrifted(entries[id].role, have) {
+			continue
+		}
+		d.Kinds = slices.DeleteFunc(d.Kinds, func(k DriftKind) bool { return k == DriftRole })
+		if len(d.Kinds) == 0 {
+			delete(drifted, id)
+		}
+	}
+	return nil
 }
 
 // recheckOrphans reads again the rows named by orphans that carry an
@@ -373,7 +504,7 @@ func (r *Reconciler) DeprovisionOrphan(ctx context.Context, o Orphan) (Outcome, 
 	ctx = context.WithValue(ctx, ctxKey{}, rid)
 	a := &attempt{r: r, id: o.EmployeeID, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "auth0_user_id", o.UserID)}
 	a.noEmployeeCheck = true
-	out := a.deprovision(ctx, o.UserID, "")
+	out := a.deprovision(ctx, Deprovision{Kind: KindOrphan, EmployeeID: o.EmployeeID, UserID: o.UserID})
 	if err := a.writeLogs(context.WithoutCancel(ctx)); err != nil {
 		return out, err
 	}

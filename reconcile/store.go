@@ -73,6 +73,10 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 		}
 	case ResultRetry:
 		next = out.NextAttempt
+	case ResultHeld:
+		// Waiting for the guard is no attempt; what was applied last stays
+		// known, so the deprovision, once allowed, needs no read.
+		state = a.emp.SyncedState
 	}
 	var userID any
 	if a.userID != "" && !a.deleted {
@@ -81,6 +85,13 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 	known := a.userID != "" || a.deleted
 	version := int64(a.emp.version)
 	b := &pgx.Batch{}
+	if out.Result == ResultDone && a.r.cfg.Guard != nil {
+		// Done (blocked, or the row no longer asks): the guard forgets the
+		// employee's deprovision, unless the row changed meanwhile.
+		b.Queue(`DELETE FROM syncd_deprovisions WHERE key = $1
+			AND EXISTS (SELECT 1 FROM employees WHERE id = $2 AND xmin::text::bigint = $3)`,
+			Deprovision{Kind: KindInactive, EmployeeID: a.id}.key(), a.id, version)
+	}
 	// Exactly one of the two updates matches: the first if someone changed
 	// the row meanwhile (its version moved on), else the second.
 	b.Queue(`UPDATE employees SET auth0_user_id = CASE WHEN $3::bool THEN $2 ELSE auth0_user_id END,
@@ -96,6 +107,12 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 		return err
 	}
 	res := a.r.pool.SendBatch(ctx, b)
+	if out.Result == ResultDone && a.r.cfg.Guard != nil {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			return fmt.Errorf("record outcome: %w", err)
+		}
+	}
 	staleTag, err := res.Exec()
 	if err != nil {
 		res.Close()
@@ -166,7 +183,9 @@ func nullable(s string) *string {
 // rowDeleted handles an employee whose row is gone: the outbox row of the
 // delete carries the account id and email. The account is deprovisioned like
 // a leaver's. There is no row to mark, so a transient failure is returned as
-// an error: the caller keeps the outbox row and tries again.
+// an error: the caller keeps the outbox row and tries again. A deprovision
+// the guard does not allow yet is not an error: the guard keeps what it
+// needs (syncd_deprovisions) and hands it back as a new outbox row.
 func (a *attempt) rowDeleted(ctx context.Context) (Outcome, error) {
 	var userID, email *string
 	err := a.r.pool.QueryRow(ctx, `SELECT auth0_user_id, email FROM auth0_outbox
@@ -178,7 +197,7 @@ func (a *attempt) rowDeleted(ctx context.Context) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("read deleted employee: %w", err)
 	}
 	workCtx, cancel := context.WithTimeout(ctx, a.r.cfg.Timeout)
-	out := a.deprovision(workCtx, deref(userID), deref(email))
+	out := a.deprovision(workCtx, Deprovision{Kind: KindDeleted, EmployeeID: a.id, UserID: deref(userID), Email: deref(email)})
 	cancel()
 	if err := a.writeLogs(context.WithoutCancel(ctx)); err != nil {
 		return out, err
@@ -192,7 +211,19 @@ func (a *attempt) rowDeleted(ctx context.Context) (Outcome, error) {
 
 // deprovision blocks (or deletes) the account of an employee who has no row,
 // found by id, else by email among the accounts carrying this employee's id.
-func (a *attempt) deprovision(ctx context.Context, userID, email string) Outcome {
+// Once done, the guard forgets it.
+func (a *attempt) deprovision(ctx context.Context, req Deprovision) Outcome {
+	out := a.deprovisionAccount(ctx, req)
+	if out.Result == ResultDone && a.r.cfg.Guard != nil {
+		if err := a.r.cfg.Guard.forget(context.WithoutCancel(ctx), req); err != nil {
+			return a.retry(err)
+		}
+	}
+	return out
+}
+
+func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outcome {
+	userID, email := req.UserID, req.Email
 	api := a.r.api
 	var o *Observed
 	if userID != "" {
@@ -227,10 +258,9 @@ func (a *attempt) deprovision(ctx context.Context, userID, email string) Outcome
 	d.App = maps.Clone(o.State.App)
 	d.App["sync_status"] = syncStatusTerminated
 	plan := Diff(d, o)
-	if plan.Deprovisions() && a.r.cfg.Guard != nil {
-		if err := a.r.cfg.Guard.AllowDeprovision(ctx, a.id); err != nil {
-			a.audit(string(firstDeprovision(plan)), "refused", nil, err)
-			return a.retry(err)
+	if plan.Deprovisions() {
+		if out := a.askGuard(ctx, plan, req); out != nil {
+			return *out
 		}
 	}
 	if err := a.apply(ctx, d, o, plan); err != nil {

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -309,14 +309,28 @@ func (c *mappingConfig) validate() error {
 		Username:    reconcile.UsernameMode(c.Username),
 	}.WithDefaults()
 	if err := c.cfg.Validate(); err != nil {
-		// One line, naming the setting.
-		msg := strings.SplitN(err.Error(), "\n", 2)[0]
-		for prefix, env := range map[string]string{"deprovision:": "SYNCD_DEPROVISION:", "adopt:": "SYNCD_ADOPT:", "username:": "SYNCD_USERNAME:", "timezone:": "SYNCD_TIMEZONE:"} {
-			if rest, ok := strings.CutPrefix(msg, prefix); ok {
-				msg = env + rest
-			}
+		// One line, naming the setting as the person set it.
+		var ce *reconcile.ConfigError
+		if !errors.As(err, &ce) {
+			return usagef("%v", err)
 		}
-		return usagef("%s", msg)
+		name, ok := mappingEnv[ce.Field]
+		if !ok {
+			name = ce.Field
+		}
+		return usagef("%s: %v", name, ce.Err)
 	}
 	return nil
+}
+
+// mappingEnv names the environment variable of each reconcile.Config field
+// that mappingConfig sets.
+var mappingEnv = map[string]string{
+	"Connection":  "AUTH0_CONNECTION",
+	"Roles":       "SYNCD_ROLES",
+	"Timezone":    "SYNCD_TIMEZONE",
+	"CreatedBy":   "SYNCD_CREATED_BY",
+	"Deprovision": "SYNCD_DEPROVISION",
+	"Adopt":       "SYNCD_ADOPT",
+	"Username":    "SYNCD_USERNAME",
 }

@@ -22,8 +22,9 @@ import (
 )
 
 // daemon is `syncd run`: the change source, the retry timer, the worker
-// pool, the drift scan and the HTTP server, each a Run(ctx) under one
-// errgroup.
+// pool, the deprovision guard, the drift scan, the rescuer and the HTTP
+// server, each a Run(ctx) under one errgroup. It wires; the loops that decide
+// live in their packages.
 type daemon struct {
 	log          *slog.Logger
 	pool         *pgxpool.Pool
@@ -34,8 +35,9 @@ type daemon struct {
 	retry        *outbox.RetryTimer
 	breaker      *breaker.Breaker
 	guard        *reconcile.Guard
+	scan         *reconcile.ScanLoop
+	rescue       *reconcile.Rescuer
 	metrics      *metrics
-	resyncEvery  time.Duration
 	metricsAddr  string
 	shutdownWait time.Duration
 
@@ -81,8 +83,9 @@ func (d *daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.source.Run(gctx) })
 	g.Go(func() error { return d.retry.Run(gctx) })
 	g.Go(func() error { return d.breaker.Run(gctx) })
-	g.Go(func() error { return d.driftLoop(gctx) })
-	g.Go(func() error { return d.rescueLoop(gctx) })
+	g.Go(func() error { return d.guard.Run(gctx) })
+	g.Go(func() error { return d.scan.Run(gctx) })
+	g.Go(func() error { return d.rescue.Run(gctx) })
 	if d.metricsAddr != "" {
 		ln, err := net.Listen("tcp", d.metricsAddr)
 		if err != nil {
@@ -126,85 +129,6 @@ func (d *daemon) Run(ctx context.Context) error {
 		return nil
 	case <-time.After(d.shutdownWait):
 		return fmt.Errorf("shutdown timed out after %s; unfinished work stays pending in the database", d.shutdownWait)
-	}
-}
-
-// driftLoop scans at start and every resyncEvery.
-func (d *daemon) driftLoop(ctx context.Context) error {
-	for {
-		if open, _ := d.breaker.State(); !open {
-			d.scanOnce(ctx)
-		}
-		t := time.NewTimer(d.resyncEvery)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-func (d *daemon) scanOnce(ctx context.Context) {
-	start := time.Now()
-	res, err := d.rec.Scan(ctx)
-	d.metrics.scanned(res, err, time.Since(start))
-	if err != nil {
-		if ctx.Err() == nil {
-			msg := err.Error()
-			d.lastScanErr.Store(&msg)
-			d.log.WarnContext(ctx, "drift scan failed", "error", err)
-		}
-		return
-	}
-	d.lastScanErr.Store(nil)
-	attrs := []any{"employees", res.Employees, "managed_users", res.ManagedUsers, "drifted", len(res.Drifted),
-		"orphans", len(res.Orphans), "took", res.Took.Round(time.Millisecond)}
-	if len(res.Drifted) == 0 && len(res.Orphans) == 0 {
-		d.log.DebugContext(ctx, "drift scan found nothing", attrs...)
-		return
-	}
-	d.log.InfoContext(ctx, "drift scan found drift", attrs...)
-	guardErr := d.guard.Check(ctx, res.Deprovisions())
-	var ids []int64
-	for _, dr := range res.Drifted {
-		if dr.Deprovisions && guardErr != nil {
-			continue
-		}
-		ids = append(ids, dr.EmployeeID)
-	}
-	if _, err := reconcile.Requeue(ctx, d.pool, ids, false); err != nil {
-		d.log.WarnContext(ctx, "requeue drifted employees", "error", err)
-	}
-	if guardErr != nil {
-		return // the guard logged why once
-	}
-	for _, o := range res.Orphans {
-		if o.Blocked {
-			continue
-		}
-		if _, err := d.rec.DeprovisionOrphan(ctx, o); err != nil {
-			d.log.WarnContext(ctx, "deprovision orphan account", "auth0_user_id", o.UserID, "error", err)
-		}
-	}
-}
-
-// rescueLoop feeds rows left "syncing" by a dead process back to the queue.
-func (d *daemon) rescueLoop(ctx context.Context) error {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		ids, err := d.rec.Abandoned(ctx)
-		if err == nil {
-			for _, id := range ids {
-				d.queue.Enqueue(id)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
 	}
 }
 

@@ -78,15 +78,8 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		entries = append(entries, ent)
 	}
 	for _, o := range res.Orphans {
-		ent := planEntry{EmployeeID: o.EmployeeID, UserID: o.UserID, Drift: []reconcile.DriftKind{reconcile.DriftOrphan}, Note: o.Reason}
-		if !o.Blocked {
-			kind := reconcile.ActionBlock
-			if rcfg.Deprovision == reconcile.DeprovisionDelete {
-				kind = reconcile.ActionDelete
-			}
-			ent.Actions = reconcile.Plan{{Kind: kind, UserID: o.UserID}}
-		}
-		entries = append(entries, ent)
+		entries = append(entries, planEntry{EmployeeID: o.EmployeeID, UserID: o.UserID, Drift: []reconcile.DriftKind{reconcile.DriftOrphan},
+			Actions: rec.OrphanPlan(o), Note: o.Reason})
 	}
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)

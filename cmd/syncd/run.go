@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/internal/breaker"
@@ -41,6 +42,7 @@ type runConfig struct {
 	ShutdownTimeout      time.Duration
 	ReconcileTimeout     time.Duration
 	OutboxLease          time.Duration
+	DeprovisionSettle    time.Duration
 
 	maxDeprovision reconcile.Limit
 	checks         []func() error
@@ -57,14 +59,15 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	envString(fs, e, &c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "listen address of /metrics, /healthz and /readyz (empty: off)")
 	envString(fs, e, &c.Source, "source", "SYNCD_SOURCE", "notify", "change source: notify (LISTEN/NOTIFY + polling) or replication (logical replication slot)")
 	envString(fs, e, &c.SlotName, "slot", "SYNCD_SLOT", "syncd", "replication slot name (replication source)")
-	envString(fs, e, &c.MaxDeprovision, "max-deprovision", "SYNCD_MAX_DEPROVISION", "10%", "most accounts blocked or deleted within an hour or by one drift scan, as a count or a share of managed accounts")
+	envString(fs, e, &c.MaxDeprovision, "max-deprovision", "SYNCD_MAX_DEPROVISION", "10%", "most accounts blocked or deleted within an hour (shared by all replicas), as a count or a share of managed accounts; a batch over it is held whole")
 	c.checks = append(c.checks,
 		envInt(fs, e, &c.Workers, "workers", "SYNCD_WORKERS", 8, "reconciles run at once"),
 		envDuration(fs, e, &c.ResyncInterval, "resync-interval", "SYNCD_RESYNC_INTERVAL", 15*time.Minute, "time between drift scans (one runs at start)"),
 		envDuration(fs, e, &c.PollInterval, "poll-interval", "SYNCD_POLL_INTERVAL", 5*time.Second, "outbox poll interval, the fallback for missed notifications (notify source)"),
 		envInt(fs, e, &c.LagWarn, "slot-lag-warn", "SYNCD_SLOT_LAG_WARN", 256<<20, "replication slot lag in bytes above which syncd warns"),
 		envBool(fs, e, &c.Migrate, "migrate", "SYNCD_MIGRATE", "apply migrations before starting"),
-		envBool(fs, e, &c.AllowMassDeprovision, "allow-mass-deprovision", "SYNCD_ALLOW_MASS_DEPROVISION", "let deprovisioning exceed --max-deprovision (and proceed while the employees table reads empty)"),
+		envBool(fs, e, &c.AllowMassDeprovision, "allow-mass-deprovision", "SYNCD_ALLOW_MASS_DEPROVISION", "let deprovisioning exceed --max-deprovision (and proceed while the employees table reads empty); held deprovisions go through"),
+		envDuration(fs, e, &c.DeprovisionSettle, "deprovision-settle", "SYNCD_DEPROVISION_SETTLE", 10*time.Second, "how long a deprovision waits to be counted with the rest of its batch against --max-deprovision"),
 		envDuration(fs, e, &c.ShutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight reconciles"),
 		envDuration(fs, e, &c.OutboxLease, "outbox-lease", "SYNCD_OUTBOX_LEASE", time.Minute, "how long claimed outbox rows stay this process's without renewal; a killed process's rows are taken over after that (notify source)"),
 		envDuration(fs, e, &c.ReconcileTimeout, "reconcile-timeout", "SYNCD_RECONCILE_TIMEOUT", 30*time.Second, "longest one reconcile may take; the employee's lease lasts 15s longer, so a crashed worker's rows are taken over after that"),
@@ -99,6 +102,9 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	}
 	if c.OutboxLease < time.Second {
 		return nil, usagef("SYNCD_OUTBOX_LEASE: must be at least 1s, got %s", c.OutboxLease)
+	}
+	if c.DeprovisionSettle < 100*time.Millisecond || c.DeprovisionSettle > 10*time.Minute {
+		return nil, usagef("SYNCD_DEPROVISION_SETTLE: must be 100ms..10m, got %s", c.DeprovisionSettle)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return nil, usagef("SYNCD_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout)
@@ -161,7 +167,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	}
 
 	m := newMetrics()
-	d := &daemon{log: logger, pool: pool, metrics: m, resyncEvery: c.ResyncInterval, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout}
+	d := &daemon{log: logger, pool: pool, metrics: m, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout}
 	var api *auth0.Client
 	d.breaker = breaker.New(breaker.Config{
 		Probe: func(ctx context.Context) error {
@@ -194,10 +200,18 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	}
 	d.api = api
 	d.guard = reconcile.NewGuard(pool, reconcile.GuardConfig{Limit: c.maxDeprovision, AllowMass: c.AllowMassDeprovision,
-		OnTrip: func(reason string) {
-			m.guardTripped.Set(1)
-			logger.Error("mass-deprovision guard tripped: deprovisioning is held, everything else goes on; restart with --allow-mass-deprovision if this is intended", "reason", reason)
-		}})
+		Settle: c.DeprovisionSettle, Logger: logger,
+		OnTrip: func(reason string, held int) {
+			logger.Error("mass-deprovision guard tripped: these deprovisions are held, and so is every later one until released; everything else goes on. "+
+				"See them with `syncd status`; let them through with `syncd guard release`, or set the rows active again to cancel",
+				"held", held, "reason", reason)
+		},
+		OnChange: func(holding bool) { m.guardTripped.Set(map[bool]float64{false: 0, true: 1}[holding]) },
+		OnHeld:   func(n int) { m.deprovisionsHeld.Add(float64(n)) },
+	})
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_deprovisions_held",
+		Help: "Deprovisions (block or delete) the mass-deprovision guard holds now, in every replica's view of the database."},
+		func() float64 { return float64(d.guard.HeldCount()) }))
 	rcfg := c.mapping.cfg
 	rcfg.Guard, rcfg.Logger, rcfg.Timeout = d.guard, logger, c.ReconcileTimeout
 	d.rec, err = reconcile.New(pool, api, rcfg)
@@ -205,6 +219,17 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		pool.Close()
 		return nil, nil, err
 	}
+	d.scan = reconcile.NewScanLoop(d.rec, reconcile.ScanLoopConfig{Every: c.ResyncInterval,
+		Skip: func() bool { open, _ := d.breaker.State(); return open },
+		OnScan: func(res *reconcile.ScanResult, err error, took time.Duration) {
+			m.scanned(res, err, took)
+			if err != nil {
+				msg := err.Error()
+				d.lastScanErr.Store(&msg)
+			} else {
+				d.lastScanErr.Store(nil)
+			}
+		}})
 	// In-flight reconciles get most of the shutdown timeout to finish; then
 	// they are cancelled and record themselves as due again.
 	drain := max(c.ShutdownTimeout-c.ShutdownTimeout/5, c.ShutdownTimeout-2*time.Second)
@@ -222,6 +247,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 			BatchSize: 500, MaxHeld: max(500, 100*c.Workers), Logger: logger})
 	}
 	d.retry = outbox.NewRetryTimer(pool, d.queue, outbox.RetryConfig{Logger: logger})
+	d.rescue = reconcile.NewRescuer(d.rec, d.queue.Enqueue, 0)
 	return d, pool.Close, nil
 }
 

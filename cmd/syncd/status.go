@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/syncd/syncd/reconcile"
 )
 
 func init() {
@@ -21,6 +24,8 @@ type statusReport struct {
 	OutboxRows    int64            `json:"outbox_rows"`
 	Problems      []problemRow     `json:"problems"`
 	Slots         []slotInfo       `json:"replication_slots"`
+	// Deprovisions waits for the mass-deprovision guard (held or settling).
+	Deprovisions []reconcile.HeldDeprovision `json:"deprovisions_waiting"`
 }
 
 type pendingInfo struct {
@@ -125,6 +130,12 @@ func readStatus(ctx context.Context, conn *pgx.Conn, limit int) (*statusReport, 
 	if err != nil {
 		return nil, fmt.Errorf("replication slots: %w", err)
 	}
+	if rep.Deprovisions, err = reconcile.Waiting(ctx, conn); err != nil {
+		return nil, err
+	}
+	if rep.Deprovisions == nil {
+		rep.Deprovisions = []reconcile.HeldDeprovision{}
+	}
 	return rep, nil
 }
 
@@ -152,6 +163,7 @@ func printStatus(e *env, rep *statusReport) {
 		}
 		fmt.Fprintf(e.stdout, "Replication slot %q: %s, lag %d bytes, wal_status %s\n", s.Name, state, s.LagBytes, s.WALState)
 	}
+	printWaiting(e, rep.Deprovisions, false)
 	if len(rep.Problems) == 0 {
 		return
 	}
@@ -168,4 +180,46 @@ func printStatus(e *env, rep *statusReport) {
 	w.Flush()
 	fmt.Fprintln(e.stdout, "\nfailed: fix the row (the reason is Auth0's or syncd's word on the data); the change is picked up by itself.")
 	fmt.Fprintln(e.stdout, "conflict: the email belongs to another Auth0 account; resolve it by hand, then `syncd resync --employee ID`.")
+}
+
+// printWaiting says what the mass-deprovision guard holds: a headline with
+// the reason (once, never cut) and how to act, then the deprovisions if all.
+func printWaiting(e *env, waiting []reconcile.HeldDeprovision, all bool) {
+	var held, settling []reconcile.HeldDeprovision
+	for _, w := range waiting {
+		if w.State == reconcile.Held {
+			held = append(held, w)
+		} else {
+			settling = append(settling, w)
+		}
+	}
+	if len(held) == 0 && len(settling) == 0 {
+		if all {
+			fmt.Fprintln(e.stdout, "The mass-deprovision guard holds nothing.")
+		}
+		return
+	}
+	if len(held) > 0 {
+		fmt.Fprintf(e.stdout, "\nDeprovision guard: %d deprovisions held since %s: %s\n", len(held), held[0].Since.Local().Format(time.DateTime), held[0].Reason)
+		fmt.Fprintln(e.stdout, "  Release them: `syncd guard release`; or set the rows active again (the hold clears by itself).")
+	}
+	if len(settling) > 0 {
+		fmt.Fprintf(e.stdout, "Deprovision guard: %d deprovisions settling (counted as one batch within seconds).\n", len(settling))
+	}
+	if !all {
+		if len(held) > 0 {
+			fmt.Fprintln(e.stdout, "  List them: `syncd guard list`.")
+		}
+		return
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "\nSTATE\tKIND\tEMPLOYEE\tAUTH0 USER\tSINCE")
+	for _, h := range waiting {
+		emp := "-"
+		if h.EmployeeID != 0 {
+			emp = fmt.Sprint(h.EmployeeID)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", h.State, h.Kind, emp, cmp.Or(h.UserID, "-"), h.Since.Local().Format(time.DateTime))
+	}
+	w.Flush()
 }

@@ -1,0 +1,177 @@
+package reconcile
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Log attribute keys of the loops.
+const (
+	keyError   = "error"
+	keyUserID  = "auth0_user_id"
+	keyDrifted = "drifted"
+	keyOrphans = "orphans"
+)
+
+// ScanLoopConfig configures a ScanLoop.
+type ScanLoopConfig struct {
+	// Every is the time between drift scans; one runs at start (default 15m).
+	Every time.Duration
+	// Skip, if set, says to skip a scan now (the breaker is open: most Auth0
+	// calls fail anyway).
+	Skip func() bool
+	// OnScan, if set, hears every scan's result (for metrics and readiness).
+	OnScan func(res *ScanResult, err error, took time.Duration)
+	// Logger; nil is the Reconciler's.
+	Logger *slog.Logger
+}
+
+// ScanLoop is the drift-scan cycle: scan, requeue drifted rows, and
+// deprovision orphan accounts as one batch under the guard.
+type ScanLoop struct {
+	rec *Reconciler
+	cfg ScanLoopConfig
+}
+
+// NewScanLoop returns the drift-scan cycle of rec.
+func NewScanLoop(rec *Reconciler, cfg ScanLoopConfig) *ScanLoop {
+	if cfg.Every <= 0 {
+		cfg.Every = 15 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = rec.cfg.Logger
+	}
+	if cfg.OnScan == nil {
+		cfg.OnScan = func(*ScanResult, error, time.Duration) {}
+	}
+	return &ScanLoop{rec: rec, cfg: cfg}
+}
+
+// Run scans at start and every Every until ctx is done.
+func (s *ScanLoop) Run(ctx context.Context) error {
+	for {
+		if s.cfg.Skip == nil || !s.cfg.Skip() {
+			s.Once(ctx)
+		}
+		t := time.NewTimer(s.cfg.Every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Once runs one cycle: it scans, requeues every drifted row (one whose fix
+// deprovisions asks the guard when it is reconciled, like any leaver), and
+// asks the guard about the unblocked orphans as one batch, deprovisioning
+// those it allows. A failure is logged; the next cycle tries again.
+func (s *ScanLoop) Once(ctx context.Context) *ScanResult {
+	start := time.Now()
+	res, err := s.rec.Scan(ctx)
+	s.cfg.OnScan(res, err, time.Since(start))
+	log := s.cfg.Logger
+	if err != nil {
+		if ctx.Err() == nil {
+			log.WarnContext(ctx, "drift scan failed", keyError, err)
+		}
+		return nil
+	}
+	attrs := []any{"employees", res.Employees, "managed_users", res.ManagedUsers, keyDrifted, len(res.Drifted),
+		keyOrphans, len(res.Orphans), "took", res.Took.Round(time.Millisecond)}
+	if len(res.Drifted) == 0 && len(res.Orphans) == 0 {
+		log.DebugContext(ctx, "drift scan found nothing", attrs...)
+	} else {
+		log.InfoContext(ctx, "drift scan found drift", attrs...)
+	}
+	ids := make([]int64, 0, len(res.Drifted))
+	for _, dr := range res.Drifted {
+		ids = append(ids, dr.EmployeeID)
+	}
+	if _, err := Requeue(ctx, s.rec.pool, ids, false); err != nil {
+		log.WarnContext(ctx, "requeue drifted employees", keyError, err)
+	}
+	var orphans []Deprovision
+	byUser := map[string]Orphan{}
+	for _, o := range res.Orphans {
+		if o.Blocked {
+			continue
+		}
+		orphans = append(orphans, Deprovision{Kind: KindOrphan, EmployeeID: o.EmployeeID, UserID: o.UserID})
+		byUser[o.UserID] = o
+	}
+	allowed := orphans
+	if g := s.rec.cfg.Guard; g != nil {
+		if err := g.forgetOrphansExcept(ctx, orphans); err != nil {
+			log.WarnContext(ctx, "forget orphan deprovisions", keyError, err)
+		}
+		if allowed, err = g.RequestBatch(ctx, orphans); err != nil {
+			log.WarnContext(ctx, "ask the mass-deprovision guard about orphan accounts", keyError, err)
+			return res
+		}
+	}
+	for _, d := range allowed {
+		if _, err := s.rec.DeprovisionOrphan(ctx, byUser[d.UserID]); err != nil {
+			log.WarnContext(ctx, "deprovision orphan account", keyUserID, d.UserID, keyError, err)
+		}
+	}
+	return res
+}
+
+// OrphanPlan is what fixing an orphan does: block it (or delete it, per the
+// deprovision mode); nothing if it is blocked already.
+func (r *Reconciler) OrphanPlan(o Orphan) Plan {
+	if o.Blocked {
+		return nil
+	}
+	if r.cfg.Deprovision == DeprovisionDelete {
+		return Plan{{Kind: ActionDelete, UserID: o.UserID}}
+	}
+	return Plan{{Kind: ActionBlock, UserID: o.UserID}}
+}
+
+// Rescuer feeds rows left "syncing" by a process that died mid-reconcile
+// (their lease expired) back to the work queue.
+type Rescuer struct {
+	rec     *Reconciler
+	enqueue func(id int64)
+	every   time.Duration
+	log     *slog.Logger
+}
+
+// NewRescuer returns a Rescuer that looks every interval (default 30s) and
+// hands what it finds to enqueue.
+func NewRescuer(rec *Reconciler, enqueue func(id int64), every time.Duration) *Rescuer {
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	return &Rescuer{rec: rec, enqueue: enqueue, every: every, log: rec.cfg.Logger}
+}
+
+// Run looks at start and every interval until ctx is done. A failed look is
+// logged once per streak of failures.
+func (r *Rescuer) Run(ctx context.Context) error {
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	failing := false
+	for {
+		ids, err := r.rec.Abandoned(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			r.log.WarnContext(ctx, "find rows abandoned mid-reconcile; will try again", keyError, err)
+			failing = true
+		case err == nil:
+			failing = false
+			for _, id := range ids {
+				r.enqueue(id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
