@@ -23,6 +23,15 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultBackoffBase    = 250 * time.Millisecond
 	DefaultBackoffMax     = 10 * time.Second
+	// DefaultMaxExportBytes bounds an export file once decompressed: a gzip
+	// bomb stops there instead of running for hours.
+	DefaultMaxExportBytes = 4 << 30
+	// DefaultMaxExportLine bounds one line (one user) of an export file, the
+	// most the JSON decoder ever holds; as much as one API answer may be.
+	DefaultMaxExportLine = maxResponseBytes
+	// DefaultTokenFailureTTL is how long Token repeats a failed token
+	// request's error instead of asking again.
+	DefaultTokenFailureTTL = 5 * time.Second
 )
 
 // maxResponseBytes bounds what the client reads of one API answer; Auth0's
@@ -59,10 +68,23 @@ type Config struct {
 	BackoffBase time.Duration
 	// BackoffMax caps one backoff wait; default 10s.
 	BackoffMax time.Duration
+	// MaxExportBytes bounds an export file's size once decompressed; default
+	// 4 GiB. A larger file fails the export with ErrExportTooLarge.
+	MaxExportBytes int64
+	// MaxExportLine bounds one line of an export file (one user); default
+	// 16 MiB. A longer line fails the export with ErrExportTooLarge.
+	MaxExportLine int
+	// TokenFailureTTL is how long Token answers with the last token
+	// request's failure instead of asking again, so that a readiness probe
+	// polled often makes at most one token request per TTL while the token
+	// endpoint refuses; default 5s. API calls do not use it: they have their
+	// own retries and backoff.
+	TokenFailureTTL time.Duration
 	// HTTPClient is used for the token endpoint, the API and export
 	// downloads. nil means a client with a tuned transport (keep-alive,
 	// 64 idle connections per host). Its Timeout should be 0: RequestTimeout
-	// bounds each attempt.
+	// bounds each attempt. Its CheckRedirect is replaced: the client never
+	// follows a redirect to the tenant (see New).
 	HTTPClient *http.Client
 	// Observer receives calls, rate-limit waits and token refreshes; nil = none.
 	Observer Observer
@@ -96,7 +118,8 @@ func (nopObserver) TokenRefresh(error)              {}
 type Client struct {
 	base           string // scheme://host[:port]
 	host           string
-	hc             *http.Client
+	hc             *http.Client // refuses redirects
+	dl             *http.Client // export downloads: follows checked redirects off the tenant
 	log            *slog.Logger
 	obs            Observer
 	limiter        *rate.Limiter // nil = no client-side limit
@@ -107,6 +130,8 @@ type Client struct {
 	requestTimeout time.Duration
 	backoffBase    time.Duration
 	backoffMax     time.Duration
+	maxExportBytes int64
+	maxExportLine  int
 }
 
 // ConfigError is a Config that New refuses; Field names the setting.
@@ -129,7 +154,6 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		base:           cfg.BaseURL.Scheme + "://" + cfg.BaseURL.Host,
 		host:           cfg.BaseURL.Host,
-		hc:             cfg.HTTPClient,
 		log:            cfg.Logger,
 		obs:            cfg.Observer,
 		gate:           newGate(),
@@ -138,10 +162,25 @@ func New(cfg Config) (*Client, error) {
 		requestTimeout: cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout),
 		backoffBase:    cmp.Or(cfg.BackoffBase, DefaultBackoffBase),
 		backoffMax:     cmp.Or(cfg.BackoffMax, DefaultBackoffMax),
+		maxExportBytes: cmp.Or(cfg.MaxExportBytes, DefaultMaxExportBytes),
+		maxExportLine:  cmp.Or(cfg.MaxExportLine, DefaultMaxExportLine),
 	}
-	if c.hc == nil {
-		c.hc = defaultHTTPClient()
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = defaultHTTPClient()
 	}
+	// A redirect from the tenant is never followed: Go would send the token
+	// request's form body (the client secret) again to wherever the 307/308
+	// points, and the bearer token along with an API call to any port of the
+	// same host. The 3xx answer comes back as an *APIError instead. A copy,
+	// so that the caller's client is left as it was; the oauth2 token
+	// request uses this copy too (tokenCache.hc).
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &noRedirect
+	download := *hc
+	download.CheckRedirect = c.checkExportRedirect
+	c.dl = &download
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -162,10 +201,11 @@ func New(cfg Config) (*Client, error) {
 			// makes after a failure.
 			AuthStyle: oauth2.AuthStyleInParams,
 		},
-		hc:   c.hc,
-		obs:  c.obs,
-		log:  c.log,
-		lock: make(chan struct{}, 1),
+		hc:         c.hc,
+		obs:        c.obs,
+		log:        c.log,
+		lock:       make(chan struct{}, 1),
+		failureTTL: cmp.Or(cfg.TokenFailureTTL, DefaultTokenFailureTTL),
 	}
 	return c, nil
 }
@@ -208,6 +248,12 @@ func (cfg *Config) validate() error {
 		return &ConfigError{"BackoffBase", fmt.Errorf("must be >= 0, got %v", cfg.BackoffBase)}
 	case cfg.BackoffMax < 0:
 		return &ConfigError{"BackoffMax", fmt.Errorf("must be >= 0, got %v", cfg.BackoffMax)}
+	case cfg.MaxExportBytes < 0:
+		return &ConfigError{"MaxExportBytes", fmt.Errorf("must be >= 0, got %d", cfg.MaxExportBytes)}
+	case cfg.MaxExportLine < 0:
+		return &ConfigError{"MaxExportLine", fmt.Errorf("must be >= 0, got %d", cfg.MaxExportLine)}
+	case cfg.TokenFailureTTL < 0:
+		return &ConfigError{"TokenFailureTTL", fmt.Errorf("must be >= 0, got %v", cfg.TokenFailureTTL)}
 	}
 	return nil
 }
@@ -234,8 +280,13 @@ func defaultHTTPClient() *http.Client {
 // Token obtains the access token now, or reuses the cached one while it is
 // fresh (it is renewed when a tenth of its lifetime, at most 5 minutes, is
 // left). It makes one attempt, for a readiness check; API calls fetch the
-// token themselves and retry a token endpoint that fails for a moment.
+// token themselves and retry a token endpoint that fails for a moment. Within
+// TokenFailureTTL of a failed token request it returns that failure again
+// without asking: a readiness probe must not hammer a refusing endpoint.
 func (c *Client) Token(ctx context.Context) error {
+	if err := c.tokens.recentFailure(); err != nil {
+		return fmt.Errorf("get auth0 token: %w", err)
+	}
 	if _, err := c.tokens.get(ctx); err != nil {
 		return fmt.Errorf("get auth0 token: %w", err)
 	}

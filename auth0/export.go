@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"compress/gzip"
 	"context"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sync/atomic"
@@ -31,7 +33,16 @@ const (
 	defaultPollInterval    = 500 * time.Millisecond
 	maxPollInterval        = 10 * time.Second
 	exportDownloadAttempts = 3
+	maxExportRedirects     = 3
+	// DefaultExportJobTimeout is how long ExportUsers waits for a job to
+	// complete: a job stuck in "pending" must not stop the caller forever.
+	DefaultExportJobTimeout = 30 * time.Minute
 )
+
+// ErrExportTooLarge is an export file over Config.MaxExportBytes once
+// decompressed, or with a line over Config.MaxExportLine. It is final: the
+// download is not tried again.
+var ErrExportTooLarge = errors.New("auth0: export file over the size limit")
 
 // exportJobBody is the body of POST /api/v2/jobs/users-exports.
 type exportJobBody struct {
@@ -79,15 +90,18 @@ func (c *Client) GetJob(ctx context.Context, id string) (*ExportJob, error) {
 }
 
 // ExportUsers reads every user through an export job: it creates the job,
-// polls it until it completes, downloads the NDJSON file (gzipped or not) and
-// hands each line to each as it is decoded, without holding the file in
-// memory. An error from each stops the export and is returned as it is.
+// polls it until it completes (for at most req.JobTimeout), downloads the
+// NDJSON file (gzipped or not) and hands each line to each as it is decoded,
+// without holding the file in memory. An error from each stops the export
+// and is returned as it is. The download is bounded by ctx only (a large
+// file takes long, a stalled one is cut after RequestTimeout without a byte):
+// give ctx a deadline.
 func (c *Client) ExportUsers(ctx context.Context, req ExportRequest, each func(ExportedUser) error) error {
 	job, err := c.CreateExportJob(ctx, req)
 	if err != nil {
 		return fmt.Errorf("export auth0 users: %w", err)
 	}
-	job, err = c.waitJob(ctx, job, cmp.Or(req.PollInterval, defaultPollInterval))
+	job, err = c.waitJob(ctx, job, cmp.Or(req.PollInterval, defaultPollInterval), cmp.Or(req.JobTimeout, DefaultExportJobTimeout))
 	if err != nil {
 		return fmt.Errorf("export auth0 users: %w", err)
 	}
@@ -97,8 +111,9 @@ func (c *Client) ExportUsers(ctx context.Context, req ExportRequest, each func(E
 	return nil
 }
 
-// waitJob polls job until it is completed or failed.
-func (c *Client) waitJob(ctx context.Context, job *ExportJob, interval time.Duration) (*ExportJob, error) {
+// waitJob polls job until it is completed or failed, or timeout has passed.
+func (c *Client) waitJob(ctx context.Context, job *ExportJob, interval, timeout time.Duration) (*ExportJob, error) {
+	deadline := time.Now().Add(timeout)
 	polled := false
 	for {
 		switch job.Status {
@@ -121,7 +136,11 @@ func (c *Client) waitJob(ctx context.Context, job *ExportJob, interval time.Dura
 		}
 		c.log.LogAttrs(ctx, slog.LevelDebug, "auth0 export job not done yet",
 			slog.String(logKeyJobID, job.ID), slog.String("job_status", job.Status))
-		t := time.NewTimer(interval)
+		wait := min(interval, time.Until(deadline))
+		if wait <= 0 {
+			return nil, fmt.Errorf("job %s still %s after %s", job.ID, cmp.Or(job.Status, "not done"), timeout)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -164,7 +183,7 @@ func (c *Client) downloadExport(ctx context.Context, job *ExportJob, each func(E
 			delivered++
 			return nil
 		})
-		if err == nil || eachErr != nil || ctx.Err() != nil {
+		if err == nil || eachErr != nil || ctx.Err() != nil || errors.Is(err, ErrExportTooLarge) {
 			return err
 		}
 		var ae *APIError
@@ -218,7 +237,11 @@ func (c *Client) streamExport(ctx context.Context, location string, skip int, ea
 	}
 	req.Header.Set("User-Agent", "syncd")
 	start := time.Now()
-	resp, err := c.hc.Do(req)
+	hc := c.dl
+	if req.Header.Get("Authorization") != "" {
+		hc = c.hc // with the token: no redirect is followed
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		c.obs.Call(exportFileEndpoint, 0, time.Since(start))
 		return fail(err)
@@ -230,7 +253,7 @@ func (c *Client) streamExport(ctx context.Context, location string, skip int, ea
 		return fmt.Errorf("%s: %w", exportFileEndpoint, apiError(resp, data, nil))
 	}
 	body := &progressReader{r: resp.Body, onRead: func() { watchdog.Reset(c.requestTimeout) }}
-	err = decodeExport(body, skip, each)
+	err = decodeExport(body, skip, exportLimits{bytes: c.maxExportBytes, line: c.maxExportLine}, each)
 	c.obs.Call(exportFileEndpoint, resp.StatusCode, time.Since(start))
 	if err != nil && !errors.Is(err, errEach) {
 		return fail(err)
@@ -238,7 +261,12 @@ func (c *Client) streamExport(ctx context.Context, location string, skip int, ea
 	return unwrapEach(err)
 }
 
-// exportURL resolves and checks a job's location: https, or http on loopback.
+// exportURL resolves and checks a job's location. The location comes from
+// the API's answer, so it is not trusted to name a local service: it must be
+// https, and a loopback, link-local, private or unspecified address (by name
+// or IP) is allowed only when the tenant itself is on loopback (the
+// emulator), which may also use http on loopback. The error names the scheme
+// and host only: the rest of a pre-signed link is a credential.
 func (c *Client) exportURL(location string) (*url.URL, error) {
 	base, _ := url.Parse(c.base)
 	ref, err := url.Parse(location)
@@ -246,13 +274,49 @@ func (c *Client) exportURL(location string) (*url.URL, error) {
 		return nil, fmt.Errorf("%s: the job's location is not a URL", exportFileEndpoint)
 	}
 	u := base.ResolveReference(ref)
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && IsLoopback(u.Hostname()):
-	default:
-		return nil, fmt.Errorf("%s: refusing the job's location: scheme %q on host %q", exportFileEndpoint, u.Scheme, u.Hostname())
+	if err := checkExportHost(u, IsLoopback(base.Hostname())); err != nil {
+		return nil, fmt.Errorf("%s: refusing the job's location: %w", exportFileEndpoint, err)
 	}
 	return u, nil
+}
+
+func checkExportHost(u *url.URL, localTenant bool) error {
+	host := u.Hostname()
+	local := IsLoopback(host)
+	if ip := net.ParseIP(host); ip != nil {
+		local = local || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified()
+	}
+	switch {
+	case u.User != nil:
+		return fmt.Errorf("a URL with credentials (host %q)", host)
+	case local && !localTenant:
+		return fmt.Errorf("host %q is a local address, allowed only when the Auth0 domain is loopback", host)
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && IsLoopback(host) && localTenant:
+		return nil
+	case u.Scheme == "http" && IsLoopback(host):
+		return fmt.Errorf("http on host %q is allowed only when the Auth0 domain is loopback; use https", host)
+	default:
+		return fmt.Errorf("scheme %q on host %q; only https is allowed", u.Scheme, host)
+	}
+}
+
+// checkExportRedirect lets a download off the tenant follow a few redirects,
+// each held to the rules of exportURL (a storage service may redirect; it
+// carries no token or secret: a request with the token never gets here).
+func (c *Client) checkExportRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxExportRedirects {
+		return fmt.Errorf("more than %d redirects", maxExportRedirects)
+	}
+	if req.Header.Get("Authorization") != "" {
+		return http.ErrUseLastResponse
+	}
+	base, _ := url.Parse(c.base)
+	if err := checkExportHost(req.URL, IsLoopback(base.Hostname())); err != nil {
+		return fmt.Errorf("refusing a redirect: %w", err)
+	}
+	return nil
 }
 
 // errEach marks an error returned by the caller's each function.
@@ -272,9 +336,17 @@ func unwrapEach(err error) error {
 	return err
 }
 
+// exportLimits bound what decodeExport reads once decompressed.
+type exportLimits struct {
+	bytes int64 // the whole file
+	line  int   // one line (one user): the most the JSON decoder holds
+}
+
 // decodeExport reads NDJSON, gzipped or not (it looks at the magic bytes: a
 // pre-signed link serves the .gz file as it is, with no Content-Encoding).
-func decodeExport(r io.Reader, skip int, each func(ExportedUser) error) error {
+// The decompressed stream is held to lim, so that neither a gzip bomb nor one
+// endless line can take the process's memory or hours of CPU.
+func decodeExport(r io.Reader, skip int, lim exportLimits, each func(ExportedUser) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var src io.Reader = br
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -285,7 +357,7 @@ func decodeExport(r io.Reader, skip int, each func(ExportedUser) error) error {
 		defer zr.Close()
 		src = zr
 	}
-	dec := json.NewDecoder(src)
+	dec := json.NewDecoder(&limitedLines{r: src, maxBytes: lim.bytes, maxLine: lim.line})
 	n := 0
 	for {
 		var u ExportedUser
@@ -303,6 +375,41 @@ func decodeExport(r io.Reader, skip int, each func(ExportedUser) error) error {
 			return &eachError{err}
 		}
 	}
+}
+
+// limitedLines fails a read that would pass maxBytes in all, or make a line
+// longer than maxLine, with ErrExportTooLarge.
+type limitedLines struct {
+	r        io.Reader
+	maxBytes int64
+	maxLine  int
+	total    int64
+	line     int // bytes since the last newline
+	lines    int // newlines seen
+}
+
+func (l *limitedLines) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.total += int64(n)
+	if l.total > l.maxBytes {
+		return 0, fmt.Errorf("%w: more than %d bytes once decompressed", ErrExportTooLarge, l.maxBytes)
+	}
+	for b := p[:n]; len(b) > 0; {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			l.line += len(b)
+			break
+		}
+		l.line += i
+		if l.line > l.maxLine {
+			break
+		}
+		l.line, l.lines, b = 0, l.lines+1, b[i+1:]
+	}
+	if l.line > l.maxLine {
+		return 0, fmt.Errorf("%w: line %d is longer than %d bytes", ErrExportTooLarge, l.lines+1, l.maxLine)
+	}
+	return n, err
 }
 
 // progressReader calls onRead after each read that made progress.

@@ -33,6 +33,8 @@ func gzipped(t *testing.T, data []byte) []byte {
 	return b.Bytes()
 }
 
+var defaultLimits = exportLimits{bytes: DefaultMaxExportBytes, line: DefaultMaxExportLine}
+
 func TestDecodeExport(t *testing.T) {
 	t.Parallel()
 	plain := ndjson(10)
@@ -40,7 +42,7 @@ func TestDecodeExport(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var ids []string
-			err := decodeExport(bytes.NewReader(data), 3, func(u ExportedUser) error {
+			err := decodeExport(bytes.NewReader(data), 3, defaultLimits, func(u ExportedUser) error {
 				ids = append(ids, string(u["user_id"]))
 				return nil
 			})
@@ -53,7 +55,7 @@ func TestDecodeExport(t *testing.T) {
 			require.Equal(t, `"auth0|000000000000000000000003"`, ids[0])
 		})
 	}
-	err := decodeExport(bytes.NewReader([]byte("{\"a\":1}\n{broken")), 0, func(ExportedUser) error { return nil })
+	err := decodeExport(bytes.NewReader([]byte("{\"a\":1}\n{broken")), 0, defaultLimits, func(ExportedUser) error { return nil })
 	require.ErrorContains(t, err, "decode line 2")
 }
 
@@ -262,4 +264,79 @@ func TestGateProbesAStaleWindow(t *testing.T) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	require.Equal(t, 8, g.remaining, "9 left when the probe was answered, minus the one let through since")
+}
+
+// A gzip bomb or one endless line must not take the memory: the decompressed
+// file and each line are capped, and the failure is final (not downloaded
+// again).
+func TestExportDownloadIsCapped(t *testing.T) {
+	t.Parallel()
+	longLine := func(n int) []byte {
+		return append(append([]byte(`{"user_id":"auth0|1","name":"`), bytes.Repeat([]byte("a"), n)...), []byte("\"}\n")...)
+	}
+	tests := []struct {
+		name string
+		file []byte
+		cfg  func(*Config)
+		want string
+	}{
+		{"a line over the default cap", gzipped(t, append(ndjson(3), longLine(DefaultMaxExportLine)...)), nil, "line 4 is longer than"},
+		{"a line over the cap, not gzipped", append(ndjson(3), longLine(5000)...), func(c *Config) { c.MaxExportLine = 4096 }, "line 4 is longer than 4096 bytes"},
+		{"decompressed size over the cap", gzipped(t, ndjson(20000)), func(c *Config) { c.MaxExportBytes = 256 << 10 }, "more than 262144 bytes once decompressed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				_, _ = w.Write(tt.file)
+			}))
+			defer srv.Close()
+			u, err := ParseDomain("http://127.0.0.1:1") // the API is elsewhere
+			require.NoError(t, err)
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			cfg := Config{BaseURL: u, ClientID: "id", ClientSecret: "secret", HTTPClient: &http.Client{Transport: tr},
+				BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond}
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			c, err := New(cfg)
+			require.NoError(t, err)
+			n := 0
+			err = c.downloadExport(t.Context(), &ExportJob{Location: srv.URL + "/other/tenant.json.gz"}, func(ExportedUser) error { n++; return nil })
+			require.ErrorIs(t, err, ErrExportTooLarge)
+			require.ErrorContains(t, err, tt.want)
+			require.EqualValues(t, 1, hits.Load(), "not tried again")
+		})
+	}
+}
+
+// The job's location comes from an API answer: it may not point syncd at a
+// local service unless the tenant itself is local (the emulator).
+func TestExportURLOffLoopback(t *testing.T) {
+	t.Parallel()
+	c := newTestClient(t, "https://tenant.auth0.com")
+	for loc, ok := range map[string]bool{
+		"https://user-exports.auth0.com/job_x/t.json.gz?Expires=1&Signature=2": true,
+		"https://bucket.s3.amazonaws.com/x.json.gz?sig=1":                      true,
+		"/exports/job.1.abc":                 true, // relative: the tenant's host
+		"http://127.0.0.1:9/x":               false,
+		"http://localhost:9/x":               false,
+		"https://127.0.0.1/x":                false,
+		"https://[::1]/x":                    false,
+		"https://localhost/x":                false,
+		"https://169.254.169.254/latest/":    false,
+		"https://10.0.0.5/x":                 false,
+		"https://0.0.0.0/x":                  false,
+		"http://files.example.com/x":         false,
+		"https://user:pw@files.example.com/": false,
+	} {
+		_, err := c.exportURL(loc)
+		require.Equal(t, ok, err == nil, "%s: %v", loc, err)
+		if err != nil {
+			require.NotContains(t, err.Error(), "Signature")
+		}
+	}
 }

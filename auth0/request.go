@@ -296,6 +296,9 @@ func apiError(resp *http.Response, data []byte, secrets []string) *APIError {
 	if ae.Message == "" {
 		ae.Message = cmp.Or(b.Error, http.StatusText(resp.StatusCode))
 	}
+	if isRedirect(resp.StatusCode) {
+		ae.Message = redirectRefused
+	}
 	for _, s := range secrets {
 		if s != "" {
 			ae.Message = strings.ReplaceAll(ae.Message, s, "[redacted]")
@@ -306,6 +309,12 @@ func apiError(resp *http.Response, data []byte, secrets []string) *APIError {
 	}
 	return ae
 }
+
+// redirectRefused is the message of a 3xx answer: the client never follows
+// one (see New), and says so rather than quote where it pointed.
+const redirectRefused = "answered with a redirect, which is never followed (is the domain the tenant's own?)"
+
+func isRedirect(status int) bool { return status >= 300 && status < 400 }
 
 // pathEscape escapes one path segment (user ids hold a '|').
 func pathEscape(s string) string { return url.PathEscape(s) }

@@ -30,10 +30,26 @@ type tokenCache struct {
 	obs  Observer
 	log  *slog.Logger
 	lock chan struct{} // held while fetching; a channel so waiting honours ctx
+	// failureTTL is how long recentFailure repeats a failed fetch.
+	failureTTL time.Duration
 
 	mu        sync.Mutex
 	access    string
 	refreshAt time.Time
+	failed    error     // the last fetch's error, until a fetch succeeds
+	failedAt  time.Time // when it failed
+}
+
+// recentFailure returns the last fetch's error if it failed less than
+// failureTTL ago and no token is cached, else nil.
+func (t *tokenCache) recentFailure() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failed != nil && time.Since(t.failedAt) < t.failureTTL &&
+		(t.access == "" || !time.Now().Before(t.refreshAt)) {
+		return t.failed
+	}
+	return nil
 }
 
 // current returns the cached token if it is still fresh.
@@ -74,6 +90,11 @@ func (t *tokenCache) get(ctx context.Context) (string, error) {
 	tok, err := t.cc.Token(context.WithValue(ctx, oauth2.HTTPClient, t.hc))
 	if err != nil {
 		err = tokenError(ctx, err)
+		if ctx.Err() == nil { // the caller giving up says nothing about the endpoint
+			t.mu.Lock()
+			t.failed, t.failedAt = err, time.Now()
+			t.mu.Unlock()
+		}
 		t.obs.TokenRefresh(err)
 		t.log.LogAttrs(ctx, slog.LevelDebug, "auth0 token request failed",
 			slog.Duration(logKeyDuration, time.Since(start)), slog.String(logKeyError, err.Error()))
@@ -89,6 +110,7 @@ func (t *tokenCache) get(ctx context.Context) (string, error) {
 	t.mu.Lock()
 	t.access = tok.AccessToken
 	t.refreshAt = refreshAt
+	t.failed = nil
 	t.mu.Unlock()
 	t.log.LogAttrs(ctx, slog.LevelDebug, "auth0 token obtained",
 		slog.Duration(logKeyDuration, time.Since(start)), slog.Time("refresh_at", refreshAt))
@@ -110,6 +132,9 @@ func tokenError(ctx context.Context, err error) error {
 		}
 		if ae.Message == "" {
 			ae.Message = strings.TrimSpace("token endpoint answered " + http.StatusText(ae.StatusCode))
+		}
+		if isRedirect(ae.StatusCode) {
+			ae.Message = redirectRefused
 		}
 		return fmt.Errorf("%s: %w", tokenEndpoint, ae)
 	}

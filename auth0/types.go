@@ -148,4 +148,7 @@ type ExportRequest struct {
 	// PollInterval is the first wait between polls of the job; it grows by
 	// half on each poll up to 10s. Default 500ms.
 	PollInterval time.Duration
+	// JobTimeout bounds the wait for the job to complete; default 30m. A job
+	// still pending or processing then fails the export.
+	JobTimeout time.Duration
 }
