@@ -7,9 +7,11 @@
 // could notice: status codes and error bodies {statusCode, error, message,
 // errorCode}; auth0|<24 hex> ids; lower-cased e-mails unique per connection;
 // the password policy of a database connection; first-level metadata merge
-// with null-delete; PATCH conflicts; idempotent DELETE; an eventually
+// with null-delete (a PATCH with {} removes app_metadata but leaves
+// user_metadata as {}); PATCH conflicts; idempotent DELETE; an eventually
 // consistent search (Options.SearchDelay) with a Lucene subset and the
-// 1,000-result cap; roles and checkpoint paging of role members; export jobs
+// 1,000-result cap; roles (a user's listed by name) and checkpoint paging of
+// role members (in assignment order, Options.RoleMembersOrder); export jobs
 // that serve a gzipped NDJSON file; token scopes; per-plan token-bucket rate
 // limits with X-RateLimit-* headers.
 //
