@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/syncd/syncd/auth0"
@@ -183,10 +185,16 @@ func (a *attempt) create(ctx context.Context, d Desired) error {
 		a.done(Action{Kind: ActionCreate}, userSummary(u))
 		return nil
 	case errors.Is(err, auth0.ErrConflict):
-		// The email exists in the connection: ours from a lost answer, or
-		// someone else's. Look.
+		// The email (or the username) exists in the connection: ours from a
+		// lost answer, or someone else's. Look; if the look finds no account
+		// with this email, it was the username (converge).
 		a.audit(string(ActionCreate), "exists", nil, err)
+		a.usernameConflict = req.Username
 		return errReobserve
+	case req.Username != "" && apiErrorCode(err) == "auth0_idp_error" && strings.Contains(strings.ToLower(apiMessage(err)), "username"):
+		// Some tenants answer a taken username with 400 auth0_idp_error.
+		a.audit(string(ActionCreate), "conflict", nil, err)
+		return &UsernameConflictError{Username: req.Username, Email: d.Email}
 	case errors.Is(err, auth0.ErrOutcomeUnknown):
 		a.audit(string(ActionCreate), "unknown", nil, err)
 		a.createUnknown = true
@@ -205,8 +213,13 @@ func cloneMap(m map[string]any) map[string]any {
 	return out
 }
 
+// auditAppKeys are the app_metadata keys the audit log keeps: the managed
+// ones and created_at, which syncd sets at creation.
+var auditAppKeys = append(slices.Clone(managedAppKeys), "created_at")
+
 // userSummary is what the audit log keeps of Auth0's answer: no password is
-// ever in an answer, and metadata is the employee's own data.
+// ever in an answer, and of app_metadata only the keys syncd owns (another
+// system's keys may hold anything, secrets included).
 func userSummary(u *auth0.User) map[string]any {
 	if u == nil {
 		return nil
@@ -216,7 +229,7 @@ func userSummary(u *auth0.User) map[string]any {
 		"email":        u.Email,
 		"name":         u.Name,
 		"blocked":      u.Blocked,
-		"app_metadata": u.AppMetadata,
+		"app_metadata": managedOnly(u.AppMetadata, auditAppKeys),
 		"created_at":   u.CreatedAt,
 		"updated_at":   u.UpdatedAt,
 	}

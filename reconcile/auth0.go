@@ -66,7 +66,9 @@ type roleCache struct {
 
 const refreshEvery = 30 * time.Second
 
-// ErrUnknownRole says that a mapped role does not exist in the tenant.
+// unknownRoleError says that a mapped role does not exist in the tenant; it
+// fails the reconcile that needs the role (the row retries: someone may
+// create the role), and its message says what to do.
 type unknownRoleError struct{ name string }
 
 func (e *unknownRoleError) Error() string {

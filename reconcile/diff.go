@@ -72,6 +72,23 @@ func (p Plan) String() string {
 	return strings.Join(parts, "; ")
 }
 
+// Names lists the plan's actions without their values ("update email,
+// block"): what a log line may say. Values stay in auth0_sync_logs.
+func (p Plan) Names() string {
+	parts := make([]string, len(p))
+	for i, a := range p {
+		switch {
+		case a.Field != "":
+			parts[i] = string(a.Kind) + " " + a.Field
+		case a.Role != "":
+			parts[i] = string(a.Kind) + " " + a.Role
+		default:
+			parts[i] = string(a.Kind)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Has says whether the plan holds an action of kind k.
 func (p Plan) Has(k ActionKind) bool {
 	return slices.ContainsFunc(p, func(a Action) bool { return a.Kind == k })

@@ -2,7 +2,10 @@ package reconcile
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +21,10 @@ const (
 type ScanLoopConfig struct {
 	// Every is the time between drift scans; one runs at start (default 15m).
 	Every time.Duration
+	// Timeout bounds one scan (default 1h): an export job stuck in
+	// "pending" or a download that trickles must not end drift healing
+	// silently. A scan that runs out fails, and the next cycle tries again.
+	Timeout time.Duration
 	// Skip, if set, says to skip a scan now (the breaker is open: most Auth0
 	// calls fail anyway).
 	Skip func() bool
@@ -30,8 +37,11 @@ type ScanLoopConfig struct {
 // ScanLoop is the drift-scan cycle: scan, requeue drifted rows, and
 // deprovision orphan accounts as one batch under the guard.
 type ScanLoop struct {
-	rec *Reconciler
-	cfg ScanLoopConfig
+	rec     *Reconciler
+	cfg     ScanLoopConfig
+	started time.Time
+	// lastSuccess is when the last scan succeeded (Unix nanoseconds; 0: none yet).
+	lastSuccess atomic.Int64
 }
 
 // NewScanLoop returns the drift-scan cycle of rec.
@@ -39,13 +49,37 @@ func NewScanLoop(rec *Reconciler, cfg ScanLoopConfig) *ScanLoop {
 	if cfg.Every <= 0 {
 		cfg.Every = 15 * time.Minute
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = rec.cfg.Logger
 	}
 	if cfg.OnScan == nil {
 		cfg.OnScan = func(*ScanResult, error, time.Duration) {}
 	}
-	return &ScanLoop{rec: rec, cfg: cfg}
+	return &ScanLoop{rec: rec, cfg: cfg, started: time.Now()}
+}
+
+// LastSuccess is when the last scan succeeded; zero if none has yet.
+func (s *ScanLoop) LastSuccess() time.Time {
+	if n := s.lastSuccess.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// Overdue says whether no scan has succeeded for longer than a cycle and a
+// scan's timeout (counted from the loop's creation until the first success),
+// and for how long none has. A scan is overdue when it fails, times out, or is
+// skipped because the breaker is open.
+func (s *ScanLoop) Overdue(now time.Time) (bool, time.Duration) {
+	since := s.started
+	if last := s.LastSuccess(); !last.IsZero() {
+		since = last
+	}
+	age := now.Sub(since)
+	return age > s.cfg.Every+s.cfg.Timeout, age
 }
 
 // Run scans at start and every Every until ctx is done.
@@ -70,7 +104,15 @@ func (s *ScanLoop) Run(ctx context.Context) error {
 // those it allows. A failure is logged; the next cycle tries again.
 func (s *ScanLoop) Once(ctx context.Context) *ScanResult {
 	start := time.Now()
-	res, err := s.rec.Scan(ctx)
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	res, err := s.rec.Scan(sctx)
+	if err != nil && ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("drift scan timed out after %s: %w", s.cfg.Timeout, err)
+	}
+	cancel()
+	if err == nil {
+		s.lastSuccess.Store(time.Now().UnixNano())
+	}
 	s.cfg.OnScan(res, err, time.Since(start))
 	log := s.cfg.Logger
 	if err != nil {

@@ -2,7 +2,6 @@ package reconcile_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"sync"
@@ -503,31 +502,6 @@ func TestOneWorkerPerEmployee(t *testing.T) {
 		require.Equal(t, 1, b.accounts(fmt.Sprintf("h%d@example.com", i+1)))
 	}
 	require.EqualValues(t, 2, b.emu.CallCount("POST /api/v2/users"))
-}
-
-type refuseAll struct{}
-
-func (refuseAll) AllowDeprovision(context.Context, int64) error {
-	return errors.New("mass deprovision guard: 5 of 10 managed accounts (limit 1)")
-}
-
-func TestGuardHoldsDeprovisioning(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	id := b.insert("Ivy", "ivy@example.com")
-	b.reconcile(id)
-	guarded := b.cfg
-	guarded.Guard = refuseAll{}
-	rec, err := reconcile.New(b.pool, b.api, guarded)
-	require.NoError(t, err)
-	b.exec(`UPDATE employees SET active = false WHERE id = $1`, id)
-	out, err := rec.Reconcile(b.ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, reconcile.ResultRetry, out.Result)
-	require.NotEqual(t, true, b.user(b.row(id).UserID)["blocked"])
-	require.Contains(t, b.row(id).Error, "mass deprovision guard")
-	// Without the guard it goes through.
-	require.Equal(t, "deprovisioned", b.reconcile(id).Status)
 }
 
 // A process that could not record an outcome (it panicked here; the database

@@ -82,6 +82,52 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("email %s belongs to Auth0 account %s, %s", e.Email, e.UserID, e.Reason)
 }
 
+// UsernameConflictError says that the username made from the employee's
+// email (--username local-part) belongs to another account in the
+// connection: two employees' emails share a local part.
+type UsernameConflictError struct {
+	Username string
+	Email    string
+}
+
+func (e *UsernameConflictError) Error() string {
+	return fmt.Sprintf("username %q (made from %s) is taken by another Auth0 account in the connection, most likely an employee whose email has the same local part; "+
+		"give one of them another email, or create this account by hand and link it by setting auth0_user_id", e.Username, e.Email)
+}
+
+// RejectedError says that Auth0 refused the row's data for good (a 4xx that
+// repeating cannot fix); the row is failed until it changes.
+type RejectedError struct {
+	Advice string
+	Err    error
+}
+
+func (e *RejectedError) Error() string { return e.Advice + ": " + e.Err.Error() }
+
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// rejected classifies an Auth0 answer: a *RejectedError for a status that
+// says the data itself is refused (400, 413, 414, 422), nil otherwise. 401
+// and 403 are configuration (the breaker's), 404 and 409 are handled where
+// they mean something, 429 and 5xx are transient.
+func rejected(err error) error {
+	var ae *auth0.APIError
+	if !errors.As(err, &ae) {
+		return nil
+	}
+	switch ae.StatusCode {
+	case 400:
+		return err // Auth0's message says what is wrong with the data
+	case 413:
+		return &RejectedError{Advice: "the account is larger than Auth0 accepts (413): shorten the row's longest values", Err: err}
+	case 414:
+		return &RejectedError{Advice: "a request for this row is longer than Auth0 accepts (414): shorten its email", Err: err}
+	case 422:
+		return &RejectedError{Advice: "Auth0 cannot process the row's data (422)", Err: err}
+	}
+	return nil
+}
+
 // errReobserve: what syncd believed of Auth0 is wrong (the account is gone,
 // or a create found one); read Auth0 again and re-plan.
 var errReobserve = errors.New("auth0 state changed: observe again")
@@ -153,8 +199,8 @@ type attempt struct {
 	noEmployeeCheck bool
 	// guarded is the deprovision this attempt asked the guard about.
 	guarded *Deprovision
-	// usernameSent: a create of this attempt sent a username and Auth0
-	// answered that the user exists.
+	// usernameConflict: a create of this attempt sent this username and
+	// Auth0 answered that the user exists.
 	usernameConflict string
 }
 
@@ -303,7 +349,9 @@ func (a *attempt) report(ctx context.Context, out Outcome, took time.Duration) {
 		attrs = append(attrs, "auth0_user_id", out.UserID)
 	}
 	if len(out.Applied) > 0 {
-		attrs = append(attrs, "actions", out.Applied.String())
+		// Names, not values: emails and phone numbers stay in
+		// auth0_sync_logs, which is access-controlled.
+		attrs = append(attrs, "actions", out.Applied.Names())
 	}
 	switch out.Result {
 	case ResultDone:
@@ -318,6 +366,9 @@ func (a *attempt) report(ctx context.Context, out Outcome, took time.Duration) {
 		a.log.WarnContext(ctx, "reconcile will be retried", append(attrs, "error", out.Err, "next_attempt_at", out.NextAttempt)...)
 	case ResultTerminal:
 		a.log.WarnContext(ctx, "reconcile failed", append(attrs, "error", out.Err)...)
+	case ResultHeld:
+		// The guard says it once, when it trips; a row says it at Debug.
+		a.log.DebugContext(ctx, "deprovision waits for the mass-deprovision guard", append(attrs, "error", out.Err)...)
 	}
 }
 
@@ -354,6 +405,11 @@ func (a *attempt) converge(ctx context.Context) Outcome {
 			o, out = a.observe(ctx, d, mayExist)
 			if out != nil {
 				return *out
+			}
+			if o == nil && a.usernameConflict != "" {
+				// Auth0 said the user exists, and no account has this
+				// email: the username is someone else's.
+				return a.conflict(&UsernameConflictError{Username: a.usernameConflict, Email: d.Email})
 			}
 		}
 		plan := Diff(d, o)
@@ -519,8 +575,10 @@ func (a *attempt) failure(err error) Outcome {
 		return a.conflict(ce)
 	case errors.As(err, &ir):
 		return a.terminal(StatusFailed, err)
-	case errors.Is(err, auth0.ErrBadRequest):
-		return a.terminal(StatusFailed, err)
+	case errors.As(err, new(*UsernameConflictError)):
+		return a.conflict(err)
+	case rejected(err) != nil:
+		return a.terminal(StatusFailed, rejected(err))
 	default:
 		return a.retry(err)
 	}
