@@ -21,9 +21,6 @@ const (
 type ScanLoopConfig struct {
 	// Every is the time between drift scans; one runs at start (default 15m).
 	Every time.Duration
-	// Timeout bounds one scan (export job, download, role members); a scan
-	// that runs out fails and the next one tries again (default 1h).
-	Timeout time.Duration
 	// Timeout bounds one scan (default 1h): an export job stuck in
 	// "pending" or a download that trickles must not end drift healing
 	// silently. A scan that runs out fails, and the next cycle tries again.
@@ -51,9 +48,6 @@ type ScanLoop struct {
 func NewScanLoop(rec *Reconciler, cfg ScanLoopConfig) *ScanLoop {
 	if cfg.Every <= 0 {
 		cfg.Every = 15 * time.Minute
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = time.Hour
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Hour
@@ -90,9 +84,6 @@ func (s *ScanLoop) Overdue(now time.Time) (bool, time.Duration) {
 
 // Run scans at start and every Every until ctx is done.
 func (s *ScanLoop) Run(ctx context.Context) error {
-	s.mu.Lock()
-	s.started = time.Now()
-	s.mu.Unlock()
 	for {
 		if s.cfg.Skip == nil || !s.cfg.Skip() {
 			s.Once(ctx)
@@ -169,23 +160,6 @@ func (s *ScanLoop) Once(ctx context.Context) *ScanResult {
 		}
 	}
 	return res
-}
-
-// Overdue says whether no scan has succeeded for longer than a scan is due
-// (Every) plus the time one may take (Timeout), counting from Run's start,
-// and how long it has been.
-func (s *ScanLoop) Overdue(now time.Time) (bool, time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	since := s.lastSuccess
-	if since.IsZero() {
-		since = s.started
-	}
-	if since.IsZero() {
-		return false, 0
-	}
-	age := now.Sub(since)
-	return age > s.cfg.Every+s.cfg.Timeout, age
 }
 
 // OrphanPlan is what fixing an orphan does: block it (or delete it, per the
