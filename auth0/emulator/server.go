@@ -86,9 +86,15 @@ func listen(addr string, opts Options, tlsConfig *tls.Config) (*Server, error) {
 	s := &Server{
 		URL:      scheme + "://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port)),
 		Emulator: e,
+		// Every phase of a request is bounded, so that a client that stalls
+		// cannot hold a connection for ever; WriteTimeout leaves room for
+		// injected latency and a large export file.
 		srv: &http.Server{
 			Handler:           e,
 			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      2 * time.Minute,
+			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
 		},
 		ln:   ln,

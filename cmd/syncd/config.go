@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
@@ -267,6 +268,42 @@ func (c *clientConfig) validate() error {
 	}
 	if c.Burst < 0 {
 		return usagef("AUTH0_BURST: must not be negative, got %d", c.Burst)
+	}
+	return nil
+}
+
+// burst is the client-side burst: AUTH0_BURST, or the rate (at least 1)
+// when AUTH0_BURST is 0 and there is a rate.
+func (c *clientConfig) burst() int {
+	if c.Rate > 0 && c.Burst == 0 {
+		return max(1, int(c.Rate))
+	}
+	return c.Burst
+}
+
+// newAuth0Client is the one place syncd builds its Auth0 client, so that every
+// command talks to Auth0 with the same settings. obs may be nil.
+func newAuth0Client(a0 *auth0Config, c *clientConfig, obs auth0.Observer, logger *slog.Logger) (*auth0.Client, error) {
+	api, err := auth0.New(auth0.Config{BaseURL: a0.baseURL, ClientID: a0.ClientID, ClientSecret: a0.ClientSecret,
+		Rate: c.Rate, Burst: c.burst(), Observer: obs, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("auth0 client: %w", err)
+	}
+	return api, nil
+}
+
+// defaultScanTimeout bounds one drift scan: far above what a scan of 100,000
+// users takes on a slow plan, far below "forever".
+const defaultScanTimeout = time.Hour
+
+func registerScanTimeout(fs *flag.FlagSet, e *env, p *time.Duration) func() error {
+	return envDuration(fs, e, p, "scan-timeout", "SYNCD_SCAN_TIMEOUT", defaultScanTimeout,
+		"longest one drift scan may take (export job, download, role members); a scan that runs out fails and the next one tries again")
+}
+
+func validateScanTimeout(d time.Duration) error {
+	if d < time.Second {
+		return usagef("SYNCD_SCAN_TIMEOUT: must be at least 1s, got %s", d)
 	}
 	return nil
 }

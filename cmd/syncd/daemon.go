@@ -40,6 +40,8 @@ type daemon struct {
 	metrics      *metrics
 	metricsAddr  string
 	shutdownWait time.Duration
+	scanEvery    time.Duration
+	scanTimeout  time.Duration
 
 	// stopping is done once shutdown begins.
 	stopping context.Context
@@ -95,7 +97,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		}
 		addr := ln.Addr().String()
 		d.listening.Store(&addr)
-		srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 5 * time.Second}
+		srv := newHTTPServer(d.routes())
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("metrics server: %w", err)
@@ -132,6 +134,20 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 }
 
+// newHTTPServer bounds every phase of a request, so that a slow or idle
+// client cannot hold a connection (and a goroutine) for ever: /readyz and
+// /metrics answer within a few seconds (their checks have their own
+// timeouts), so WriteTimeout leaves them ample room.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+}
+
 func (d *daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
@@ -152,9 +168,11 @@ func (d *daemon) routes() http.Handler {
 }
 
 // readiness checks the database, the Auth0 token and the breaker, and says
-// whether the mass-deprovision guard holds (which does not make syncd
-// unready: everything else goes on). Its messages name causes, never secrets
-// or people.
+// whether the mass-deprovision guard holds and whether the drift scan is
+// overdue (neither makes syncd unready: everything else goes on). Its
+// messages name causes, never secrets or people. The token check costs at
+// most one token request per few seconds however often it is polled
+// (auth0.Config.TokenFailureTTL).
 func (d *daemon) readiness(ctx context.Context) map[string]string {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -170,6 +188,11 @@ func (d *daemon) readiness(ctx context.Context) map[string]string {
 	}
 	if reason := d.guard.Tripped(); reason != "" {
 		checks["deprovision_guard"] = "holding deprovisioning: " + reason
+	}
+	checks["drift_scan"] = "ok"
+	if overdue, age := d.scan.Overdue(time.Now()); overdue {
+		checks["drift_scan"] = fmt.Sprintf("overdue: no drift scan has succeeded for %s (one is due every %s and may take %s); see the log",
+			age.Round(time.Second), d.scanEvery, d.scanTimeout)
 	}
 	return checks
 }

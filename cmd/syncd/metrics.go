@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -32,6 +33,7 @@ type metrics struct {
 	driftFound           *prometheus.CounterVec
 	driftScans           *prometheus.CounterVec
 	driftScanDuration    prometheus.Histogram
+	driftScanLastSuccess prometheus.Gauge
 	orphans              prometheus.Gauge
 	breakerOpen          prometheus.Gauge
 	breakerTrips         *prometheus.CounterVec
@@ -64,6 +66,8 @@ func newMetrics() *metrics {
 		Help: "Drift scans by result: success or failure."}, []string{"result"})
 	m.driftScanDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "syncd_drift_scan_duration_seconds",
 		Help: "Duration of drift scans.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 12)})
+	m.driftScanLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_drift_scan_last_success_timestamp_seconds",
+		Help: "Unix time of the last drift scan that succeeded; 0 until one has."})
 	m.orphans = prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_orphan_accounts",
 		Help: "Managed Auth0 accounts no employee row is linked to, at the last drift scan."})
 	m.breakerOpen = prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_breaker_open",
@@ -75,7 +79,7 @@ func newMetrics() *metrics {
 	m.deprovisionsHeld = prometheus.NewCounter(prometheus.CounterOpts{Name: "syncd_deprovisions_held_total",
 		Help: "Deprovisions (block or delete) held by the mass-deprovision guard."})
 	for _, c := range []prometheus.Collector{m.userCreation, m.userCreationDuration, m.tokenRefresh, m.requests, m.requestDuration,
-		m.rateLimitWait, m.reconciles, m.reconcileDuration, m.driftFound, m.driftScans, m.driftScanDuration, m.orphans,
+		m.rateLimitWait, m.reconciles, m.reconcileDuration, m.driftFound, m.driftScans, m.driftScanDuration, m.driftScanLastSuccess, m.orphans,
 		m.breakerOpen, m.breakerTrips, m.guardTripped, m.deprovisionsHeld,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -94,6 +98,18 @@ func (m *metrics) watchQueue(q *outbox.Queue) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_queue_oldest_pending_seconds", Help: "Age of the oldest key waiting in the queue."},
 			func() float64 { return q.Stats().OldestPending.Seconds() }),
 	)
+}
+
+// watchScan exposes whether the drift scan is overdue.
+func (m *metrics) watchScan(s *reconcile.ScanLoop) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_drift_scan_overdue",
+		Help: "1 while no drift scan has succeeded for longer than --resync-interval plus --scan-timeout (failing, timing out, or skipped while the breaker is open)."},
+		func() float64 {
+			if overdue, _ := s.Overdue(time.Now()); overdue {
+				return 1
+			}
+			return 0
+		}))
 }
 
 // watchSlot exposes the replication slot's lag.
@@ -124,19 +140,28 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		reconcile.StatusFailed, reconcile.StatusConflict, reconcile.StatusDeprovisioned} {
 		counts[s] = 0
 	}
+	// A failed read is reported as such (the scrape shows an error) rather
+	// than as counts of zero, which would look like an empty table.
 	rows, err := c.pool.Query(ctx, `SELECT auth0_sync_status, count(*) FROM employees GROUP BY 1`)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		ch <- prometheus.NewInvalidMetric(c.desc, fmt.Errorf("count employees by status: %w", err))
 		return
 	}
 	for rows.Next() {
 		var s string
 		var n int64
-		if err := rows.Scan(&s, &n); err == nil {
-			counts[s] = float64(n)
+		if err := rows.Scan(&s, &n); err != nil {
+			rows.Close()
+			ch <- prometheus.NewInvalidMetric(c.desc, fmt.Errorf("count employees by status: %w", err))
+			return
 		}
+		counts[s] = float64(n)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, fmt.Errorf("count employees by status: %w", err))
+		return
+	}
 	for s, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, n, s)
 	}
@@ -164,6 +189,7 @@ func (m *metrics) scanned(res *reconcile.ScanResult, err error, d time.Duration)
 		return
 	}
 	m.driftScans.WithLabelValues("success").Inc()
+	m.driftScanLastSuccess.SetToCurrentTime()
 	for _, dr := range res.Drifted {
 		for _, k := range dr.Kinds {
 			m.driftFound.WithLabelValues(string(k)).Inc()
@@ -194,17 +220,8 @@ func (o observer) Call(endpoint string, status int, d time.Duration) {
 			o.m.userCreation.WithLabelValues("failure").Inc()
 		}
 	}
-	switch {
-	case status == 429:
-		// Rate limiting is the client's to absorb, not a sign of an outage.
-	case status == 0:
-		o.b.Record(breaker.CauseUnreachable)
-	case status >= 500:
-		o.b.Record(breaker.CauseServer)
-	case status == 401 || status == 403:
-		o.b.Record(breaker.CauseCredentials)
-	default:
-		o.b.Record(breaker.CauseNone)
+	if cause, record := breaker.CauseOfStatus(status); record {
+		o.b.Record(cause)
 	}
 }
 
@@ -216,9 +233,10 @@ func (o observer) TokenRefresh(err error) {
 		return
 	}
 	o.m.tokenRefresh.WithLabelValues("failure").Inc()
-	if errors.Is(err, auth0.ErrUnauthorized) || errors.Is(err, auth0.ErrForbidden) || errors.Is(err, auth0.ErrBadRequest) {
-		o.b.Record(breaker.CauseCredentials)
-	} else {
-		o.b.Record(breaker.CauseUnreachable)
+	status := 0 // no answer
+	var ae *auth0.APIError
+	if errors.As(err, &ae) {
+		status = ae.StatusCode
 	}
+	o.b.Record(breaker.CauseOfTokenFailure(status))
 }

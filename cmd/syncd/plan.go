@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/reconcile"
 )
 
@@ -33,6 +34,8 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		mapping mappingConfig
 		log     logConfig
 		asJSON  bool
+
+		scanTimeout time.Duration
 	)
 	fs := newFlagSet(e, "plan")
 	db.register(fs, e)
@@ -41,10 +44,11 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	mapping.register(fs, e)
 	log.register(fs, e)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	scanTimeoutOK := registerScanTimeout(fs, e, &scanTimeout)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := firstErr(db.validate(), a0.validate(), client.validate(), mapping.validate(), log.validate()); err != nil {
+	if err := firstErr(scanTimeoutOK(), validateScanTimeout(scanTimeout), db.validate(), a0.validate(), client.validate(), mapping.validate(), log.validate()); err != nil {
 		return err
 	}
 	logger := log.logger(e.stderr)
@@ -53,10 +57,9 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer pool.Close()
-	api, err := auth0.New(auth0.Config{BaseURL: a0.baseURL, ClientID: a0.ClientID, ClientSecret: a0.ClientSecret,
-		Rate: client.Rate, Burst: max(client.Burst, 1), Logger: logger})
+	api, err := newAuth0Client(&a0, &client, nil, logger)
 	if err != nil {
-		return fmt.Errorf("auth0 client: %w", err)
+		return err
 	}
 	rcfg := mapping.cfg
 	rcfg.Logger = logger
@@ -64,8 +67,13 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := rec.Scan(ctx)
+	sctx, cancel := context.WithTimeout(ctx, scanTimeout)
+	defer cancel()
+	res, err := rec.Scan(sctx)
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("drift scan timed out after %s (SYNCD_SCAN_TIMEOUT): %w", scanTimeout, err)
+		}
 		return err
 	}
 	var entries []planEntry

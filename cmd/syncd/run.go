@@ -33,6 +33,7 @@ type runConfig struct {
 	Source               string
 	Workers              int
 	ResyncInterval       time.Duration
+	ScanTimeout          time.Duration
 	PollInterval         time.Duration
 	SlotName             string
 	LagWarn              int
@@ -63,6 +64,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	c.checks = append(c.checks,
 		envInt(fs, e, &c.Workers, "workers", "SYNCD_WORKERS", 8, "reconciles run at once"),
 		envDuration(fs, e, &c.ResyncInterval, "resync-interval", "SYNCD_RESYNC_INTERVAL", 15*time.Minute, "time between drift scans (one runs at start)"),
+		registerScanTimeout(fs, e, &c.ScanTimeout),
 		envDuration(fs, e, &c.PollInterval, "poll-interval", "SYNCD_POLL_INTERVAL", 5*time.Second, "outbox poll interval, the fallback for missed notifications (notify source)"),
 		envInt(fs, e, &c.LagWarn, "slot-lag-warn", "SYNCD_SLOT_LAG_WARN", 256<<20, "replication slot lag in bytes above which syncd warns"),
 		envBool(fs, e, &c.Migrate, "migrate", "SYNCD_MIGRATE", "apply migrations before starting"),
@@ -93,6 +95,9 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	}
 	if c.ResyncInterval < time.Second {
 		return nil, usagef("SYNCD_RESYNC_INTERVAL: must be at least 1s, got %s", c.ResyncInterval)
+	}
+	if err := validateScanTimeout(c.ScanTimeout); err != nil {
+		return nil, err
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		return nil, usagef("SYNCD_POLL_INTERVAL: must be at least 10ms, got %s", c.PollInterval)
@@ -167,7 +172,8 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	}
 
 	m := newMetrics()
-	d := &daemon{log: logger, pool: pool, metrics: m, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout}
+	d := &daemon{log: logger, pool: pool, metrics: m, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout,
+		scanEvery: c.ResyncInterval, scanTimeout: c.ScanTimeout}
 	var api *auth0.Client
 	d.breaker = breaker.New(breaker.Config{
 		Probe: func(ctx context.Context) error {
@@ -180,7 +186,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		OnChange: func(open bool, cause breaker.Cause) {
 			if open {
 				m.breakerOpen.Set(1)
-				m.breakerTrips.WithLabelValues(breakerLabel(cause)).Inc()
+				m.breakerTrips.WithLabelValues(cause.Label()).Inc()
 				logger.Error("breaker open: most Auth0 calls fail; reconciles wait and syncd probes until the cause clears", "cause", string(cause))
 			} else {
 				m.breakerOpen.Set(0)
@@ -188,15 +194,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 			}
 		},
 	})
-	burst := c.client.Burst
-	if c.client.Rate > 0 && burst == 0 {
-		burst = max(1, int(c.client.Rate))
-	}
-	api, err = auth0.New(auth0.Config{BaseURL: c.auth0.baseURL, ClientID: c.auth0.ClientID, ClientSecret: c.auth0.ClientSecret,
-		Rate: c.client.Rate, Burst: burst, Observer: observer{m: m, b: d.breaker}, Logger: logger})
+	api, err = newAuth0Client(&c.auth0, &c.client, observer{m: m, b: d.breaker}, logger)
 	if err != nil {
 		pool.Close()
-		return nil, nil, fmt.Errorf("auth0 client: %w", err)
+		return nil, nil, err
 	}
 	d.api = api
 	d.guard = reconcile.NewGuard(pool, reconcile.GuardConfig{Limit: c.maxDeprovision, AllowMass: c.AllowMassDeprovision,
@@ -219,7 +220,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		pool.Close()
 		return nil, nil, err
 	}
-	d.scan = reconcile.NewScanLoop(d.rec, reconcile.ScanLoopConfig{Every: c.ResyncInterval,
+	d.scan = reconcile.NewScanLoop(d.rec, reconcile.ScanLoopConfig{Every: c.ResyncInterval, Timeout: c.ScanTimeout,
 		Skip: func() bool { open, _ := d.breaker.State(); return open },
 		OnScan: func(res *reconcile.ScanResult, err error, took time.Duration) {
 			m.scanned(res, err, took)
@@ -230,6 +231,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 				d.lastScanErr.Store(nil)
 			}
 		}})
+	m.watchScan(d.scan)
 	// In-flight reconciles get most of the shutdown timeout to finish; then
 	// they are cancelled and record themselves as due again.
 	drain := max(c.ShutdownTimeout-c.ShutdownTimeout/5, c.ShutdownTimeout-2*time.Second)
@@ -249,18 +251,6 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	d.retry = outbox.NewRetryTimer(pool, d.queue, outbox.RetryConfig{Logger: logger})
 	d.rescue = reconcile.NewRescuer(d.rec, d.queue.Enqueue, 0)
 	return d, pool.Close, nil
-}
-
-func breakerLabel(c breaker.Cause) string {
-	switch c {
-	case breaker.CauseCredentials:
-		return "credentials"
-	case breaker.CauseUnreachable:
-		return "unreachable"
-	case breaker.CauseServer:
-		return "server"
-	}
-	return "other"
 }
 
 // validateListenAddr checks a host:port listen address.
