@@ -244,6 +244,7 @@ type procOptions struct {
 	retryDelay time.Duration
 	status     time.Duration // StatusInterval, default 1s
 	lagWarn    int64
+	maxOut     int // MaxOutstanding
 }
 
 // startProc starts a queue and a source of kind over url.
@@ -282,6 +283,7 @@ func startProc(tb testing.TB, kind sourceKind, url string, o procOptions) *proc 
 			SlotName:       o.slot,
 			StatusInterval: cmpOr(o.status, time.Second),
 			LagWarnBytes:   o.lagWarn,
+			MaxOutstanding: o.maxOut,
 			LeaderTTL:      cmpOr(o.leaderTTL, 2*time.Second),
 			ElectInterval:  cmpOr(o.leaderTTL, 2*time.Second) / 5,
 			Logger:         logger,

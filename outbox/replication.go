@@ -7,19 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	syncdsql "github.com/syncd/syncd/sql"
 )
 
 // ReplicationConfig configures a ReplicationSource. Zero values mean the
@@ -47,6 +40,11 @@ type ReplicationConfig struct {
 	// the queue to finish or give back the keys it was handed, so that the
 	// last standby status confirms what was handled. Default 30s.
 	ShutdownTimeout time.Duration
+	// MaxOutstanding bounds the keys handed to the queue and not yet
+	// handled (plus those waiting to become visible): past it the source
+	// stops reading the stream and the catch-up scan until the queue makes
+	// room, so memory stays flat while Auth0 is down. Default 10000.
+	MaxOutstanding int
 	// Logger receives leadership changes, connection trouble and lag
 	// warnings. Default: discard.
 	Logger *slog.Logger
@@ -61,6 +59,7 @@ func (c ReplicationConfig) WithDefaults() ReplicationConfig {
 	c.ElectInterval = cmp.Or(c.ElectInterval, c.LeaderTTL/5)
 	c.BatchSize = cmp.Or(c.BatchSize, 1000)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 30*time.Second)
+	c.MaxOutstanding = cmp.Or(c.MaxOutstanding, 10000)
 	c.Logger = cmp.Or(c.Logger, discardLogger)
 	return c
 }
@@ -82,6 +81,8 @@ func (c ReplicationConfig) Validate() error {
 		return &ConfigError{Field: "LeaderTTL", Value: c.LeaderTTL.String(), Err: errors.New("must be at least twice ElectInterval")}
 	case c.BatchSize <= 0:
 		return &ConfigError{Field: "BatchSize", Value: fmt.Sprint(c.BatchSize), Err: errors.New("must be positive")}
+	case c.MaxOutstanding <= 0:
+		return &ConfigError{Field: "MaxOutstanding", Value: fmt.Sprint(c.MaxOutstanding), Err: errors.New("must be positive")}
 	case c.ShutdownTimeout < 0:
 		return &ConfigError{Field: "ShutdownTimeout", Value: c.ShutdownTimeout.String(), Err: errors.New("must not be negative")}
 	}
@@ -116,8 +117,13 @@ type ReplicationSource struct {
 	leader atomic.Bool
 	lag    atomic.Int64
 
+	counters replicationCounters
+
 	mu          sync.Mutex
 	outstanding int                // acks not yet called
+	gated       int                // keys of transactions waiting to become visible
+	peak        int                // most outstanding+gated seen when handing keys out
+	room        chan struct{}      // signalled when an ack makes room
 	handed      map[int64]struct{} // rows handed to the queue and not yet acked
 	undeleted   []int64            // handled rows whose delete failed
 	drained     chan struct{}
@@ -141,6 +147,7 @@ func NewReplicationSource(pool *pgxpool.Pool, replURL string, q *Queue, cfg Repl
 		lease:   leaderLease{pool: pool, name: cfg.SlotName, id: id, ttl: cfg.LeaderTTL},
 		handed:  make(map[int64]struct{}),
 		drained: make(chan struct{}, 1),
+		room:    make(chan struct{}, 1),
 	}
 }
 
@@ -151,6 +158,29 @@ func (s *ReplicationSource) IsLeader() bool { return s.leader.Load() }
 // SlotLagBytes is how far the slot's confirmed position trails the server's
 // WAL, as last measured by the leader (every StatusInterval); 0 on followers.
 func (s *ReplicationSource) SlotLagBytes() int64 { return s.lag.Load() }
+
+// Outstanding is the number of keys handed to the queue and not yet
+// handled, plus those of streamed transactions waiting to become visible;
+// at most MaxOutstanding plus one transaction's keys.
+func (s *ReplicationSource) Outstanding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outstanding + s.gated
+}
+
+// replicationCounters count what the stream does, for tests (an idle
+// stream must not spin; every keepalive that asks for a reply gets one) and
+// for metrics.
+type replicationCounters struct {
+	wakeups           atomic.Int64 // turns of the stream loop
+	statusSent        atomic.Int64 // standby status updates
+	keepaliveRequests atomic.Int64 // server keepalives asking for a reply
+	keepaliveReplies  atomic.Int64 // status updates that answered one
+	unanswered        atomic.Int64 // messages read while a reply was owed (a bug)
+	sessionErrors     atomic.Int64 // sessions that ended with an error
+	gateHeld          atomic.Int64 // transactions found not yet visible
+	backpressure      atomic.Int64 // waits for the queue to make room
+}
 
 // WorkerID is the name this source writes into syncd_leader.leader_id.
 func (s *ReplicationSource) WorkerID() string { return s.id }
@@ -240,6 +270,7 @@ func (s *ReplicationSource) lead(ctx context.Context, connCfg *pgconn.Config) {
 		if err == nil || streamCtx.Err() != nil {
 			break
 		}
+		s.counters.sessionErrors.Add(1)
 		failures++
 		d := backoff(reconnectMin, reconnectMax, failures)
 		s.log.WarnContext(ctx, "replication stream", keyError, err, keyAttempt, failures, keyBackoff, d)
@@ -295,525 +326,4 @@ func (s *ReplicationSource) keepLeadership(ctx context.Context, lose context.Can
 			lastOK = start
 		}
 	}
-}
-
-// watchSlot measures the slot's lag every StatusInterval, warns above
-// LagWarnBytes and retries deletes that failed.
-func (s *ReplicationSource) watchSlot(ctx context.Context) {
-	t := time.NewTicker(s.cfg.StatusInterval)
-	defer t.Stop()
-	var lastWarn time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		qctx, cancel := context.WithTimeout(ctx, dbTimeout)
-		var lag int64
-		err := s.pool.QueryRow(qctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
-			FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.SlotName).Scan(&lag)
-		if err == nil {
-			s.lag.Store(lag)
-			if lag > s.cfg.LagWarnBytes && time.Since(lastWarn) > time.Minute {
-				lastWarn = time.Now()
-				s.log.WarnContext(ctx, "replication slot lags; WAL is retained until syncd catches up", keyLagBytes, lag)
-			}
-		}
-		s.mu.Lock()
-		undeleted := s.undeleted
-		s.undeleted = nil
-		s.mu.Unlock()
-		if len(undeleted) > 0 {
-			if err := deleteRows(qctx, s.pool, undeleted); err != nil {
-				s.mu.Lock()
-				s.undeleted = append(s.undeleted, undeleted...)
-				s.mu.Unlock()
-			}
-		}
-		cancel()
-	}
-}
-
-// slotInfo is what pg_replication_slots says of the slot.
-type slotInfo struct {
-	exists    bool
-	database  string
-	plugin    string
-	walStatus string
-	confirmed pglogrepl.LSN
-}
-
-func (s *ReplicationSource) readSlot(ctx context.Context) (slotInfo, error) {
-	var (
-		info      slotInfo
-		db        *string
-		plugin    *string
-		walStatus *string
-		confirmed *string
-	)
-	err := s.pool.QueryRow(ctx, `SELECT database, plugin, wal_status, confirmed_flush_lsn::text
-		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.SlotName).Scan(&db, &plugin, &walStatus, &confirmed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return info, nil
-	}
-	if err != nil {
-		return info, fmt.Errorf("read replication slot: %w", err)
-	}
-	info.exists = true
-	info.database, info.plugin, info.walStatus = deref(db), deref(plugin), deref(walStatus)
-	if confirmed != nil {
-		if info.confirmed, err = pglogrepl.ParseLSN(*confirmed); err != nil {
-			return info, fmt.Errorf("read replication slot: %w", err)
-		}
-	}
-	return info, nil
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
-// ensureSlot makes sure the slot exists and is usable, recreating one that
-// Postgres invalidated, and returns its confirmed position.
-func (s *ReplicationSource) ensureSlot(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, error) {
-	info, err := s.readSlot(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if info.exists {
-		var current string
-		if err := s.pool.QueryRow(ctx, "SELECT current_database()").Scan(&current); err != nil {
-			return 0, fmt.Errorf("read database name: %w", err)
-		}
-		switch {
-		case info.database != current:
-			return 0, fmt.Errorf("replication slot %s belongs to database %q, not %q: choose another slot name", s.cfg.SlotName, info.database, current)
-		case info.plugin != "pgoutput":
-			return 0, fmt.Errorf("replication slot %s uses plugin %q, not pgoutput: choose another slot name", s.cfg.SlotName, info.plugin)
-		case info.walStatus == "lost":
-			s.log.WarnContext(ctx, "replication slot was invalidated by Postgres (wal_status lost); recreating it and scanning the outbox")
-			if _, err := s.pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.cfg.SlotName); err != nil {
-				return 0, fmt.Errorf("drop lost replication slot: %w", err)
-			}
-		default:
-			return info.confirmed, nil
-		}
-	}
-	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, s.cfg.SlotName, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42710" { // duplicate_object: made meanwhile
-		info, err := s.readSlot(ctx)
-		return info.confirmed, err
-	}
-	if err != nil {
-		return 0, fmt.Errorf("create replication slot: %w", err)
-	}
-	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-	if err != nil {
-		return 0, fmt.Errorf("create replication slot: %w", err)
-	}
-	s.log.InfoContext(ctx, "created replication slot", keyLSN, lsn.String())
-	return lsn, nil
-}
-
-// session is one replication connection: slot, START_REPLICATION, catch-up
-// scan, then the stream until an error or ctx ends. When runCtx (not just the
-// leadership) is done, it drains before its last status update.
-func (s *ReplicationSource) session(ctx, runCtx context.Context, connCfg *pgconn.Config) error {
-	cctx, cancel := context.WithTimeout(ctx, dbTimeout)
-	conn, err := pgconn.ConnectConfig(cctx, connCfg)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("connect for replication: %w", err)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = conn.Close(closeCtx)
-		cancel()
-	}()
-
-	cctx, cancel = context.WithTimeout(ctx, dbTimeout)
-	defer cancel()
-	confirmed, err := s.ensureSlot(cctx, conn)
-	if err != nil {
-		return err
-	}
-	err = pglogrepl.StartReplication(cctx, conn, s.cfg.SlotName, 0, pglogrepl.StartReplicationOptions{
-		Mode: pglogrepl.LogicalReplication,
-		PluginArgs: []string{
-			"proto_version '1'",
-			"publication_names '" + syncdsql.Publication + "'",
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("start replication: %w", err)
-	}
-	s.log.DebugContext(ctx, "replication stream started", keyLSN, confirmed.String())
-	if err := s.catchUp(cctx); err != nil {
-		return err
-	}
-	cancel()
-
-	st := &stream{src: s, conn: conn, track: newFlushTracker(confirmed), received: confirmed, lastSent: confirmed}
-	return st.run(ctx, runCtx)
-}
-
-// catchUp hands every row of the outbox to the queue: rows that the stream
-// will not deliver again (their transaction was confirmed, or the slot is
-// new) must still be handled.
-func (s *ReplicationSource) catchUp(ctx context.Context) error {
-	var after int64
-	total := 0
-	for {
-		rows, err := scanRows(ctx, s.pool, after, s.cfg.BatchSize)
-		if err != nil {
-			return err
-		}
-		if len(rows) == 0 {
-			break
-		}
-		after = rows[len(rows)-1].ID
-		total += len(rows)
-		// Rows still in the queue from an earlier session need no second ack.
-		s.mu.Lock()
-		rows = slices.DeleteFunc(rows, func(r claimedRow) bool { _, ok := s.handed[r.ID]; return ok })
-		s.mu.Unlock()
-		keys, ids := byEmployee(rows)
-		s.hand(keys, ids)
-		for _, k := range keys {
-			s.q.EnqueueAck(k, s.ack(nil, ids[k]))
-		}
-	}
-	if total > 0 {
-		s.log.InfoContext(ctx, "outbox rows found at stream start", keyRows, total)
-	}
-	return nil
-}
-
-// hand counts the acks about to be handed out and remembers their rows.
-func (s *ReplicationSource) hand(keys []int64, ids map[int64][]int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.outstanding += len(keys)
-	for _, k := range keys {
-		for _, id := range ids[k] {
-			s.handed[id] = struct{}{}
-		}
-	}
-}
-
-// ack deletes a handled key's rows and, for a key that came from the stream,
-// counts it against its transaction so that the confirmed position can move.
-func (s *ReplicationSource) ack(t *txnRef, ids []int64) Ack {
-	return func(handled bool) {
-		var deleteErr error
-		if handled {
-			ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
-			deleteErr = deleteRows(ctx, s.pool, ids)
-			cancel()
-			if t != nil {
-				// The key was handled: even if the delete failed the
-				// transaction is done; the rows are retried by watchSlot
-				// and otherwise found by the next catch-up scan.
-				t.done()
-			}
-		}
-		s.mu.Lock()
-		if deleteErr != nil {
-			s.undeleted = append(s.undeleted, ids...)
-		}
-		for _, id := range ids {
-			delete(s.handed, id)
-		}
-		s.outstanding--
-		if s.outstanding == 0 {
-			notify(s.drained)
-		}
-		wake := s.interrupt
-		s.mu.Unlock()
-		if handled && t != nil && wake != nil {
-			wake()
-		}
-	}
-}
-
-// drain waits until every ack was called or ShutdownTimeout passed.
-func (s *ReplicationSource) drain() {
-	if n := waitSettled(&s.mu, &s.outstanding, s.drained, s.cfg.ShutdownTimeout); n > 0 {
-		s.log.WarnContext(context.Background(), "queue did not settle its keys before the shutdown timeout; their transactions stay unconfirmed", keyKeys, n)
-	}
-}
-
-// flushTracker knows which streamed transactions still have keys to handle.
-// confirmed is the end of the last transaction of the longest fully handled
-// prefix of the stream: everything below it is handled.
-type flushTracker struct {
-	mu        sync.Mutex
-	confirmed pglogrepl.LSN
-	txns      []*txnRef // in stream order
-}
-
-type txnRef struct {
-	tr        *flushTracker
-	end       pglogrepl.LSN
-	remaining int
-}
-
-func newFlushTracker(confirmed pglogrepl.LSN) *flushTracker {
-	return &flushTracker{confirmed: confirmed}
-}
-
-// add records a committed transaction with keys outstanding keys.
-func (f *flushTracker) add(end pglogrepl.LSN, keys int) *txnRef {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	t := &txnRef{tr: f, end: end, remaining: keys}
-	f.txns = append(f.txns, t)
-	f.advance()
-	return t
-}
-
-// done counts one key of t as handled.
-func (t *txnRef) done() {
-	f := t.tr
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	t.remaining--
-	f.advance()
-}
-
-func (f *flushTracker) advance() {
-	i := 0
-	for i < len(f.txns) && f.txns[i].remaining <= 0 {
-		f.confirmed = max(f.confirmed, f.txns[i].end)
-		i++
-	}
-	if i > 0 {
-		f.txns = append(f.txns[:0], f.txns[i:]...)
-	}
-}
-
-// idle moves confirmed to lsn if no transaction is outstanding: the server
-// has sent everything below lsn and all of it is handled, so an idle slot
-// does not pin WAL.
-func (f *flushTracker) idle(lsn pglogrepl.LSN) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.txns) == 0 {
-		f.confirmed = max(f.confirmed, lsn)
-	}
-}
-
-func (f *flushTracker) position() pglogrepl.LSN {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.confirmed
-}
-
-// stream is the receive loop of one session.
-type stream struct {
-	src   *ReplicationSource
-	conn  *pgconn.PgConn
-	track *flushTracker
-
-	relations map[uint32]outboxRelation
-	inTxn     bool
-	txnKeys   []int64
-	txnRows   map[int64][]int64
-
-	received       pglogrepl.LSN // highest WAL position received
-	lastSent       pglogrepl.LSN // flush position of the last status update
-	lastSentAt     time.Time
-	replyRequested bool
-}
-
-// outboxRelation is the relation cache entry: where the columns syncd needs
-// are in the relation's tuples; ok is false for other tables.
-type outboxRelation struct {
-	ok           bool
-	idCol, empID int
-}
-
-func (st *stream) run(ctx, runCtx context.Context) error {
-	s := st.src
-	st.relations = make(map[uint32]outboxRelation)
-	nextStatus := time.Now().Add(s.cfg.StatusInterval)
-	for {
-		if ctx.Err() != nil {
-			if runCtx.Err() != nil {
-				s.drain()
-			}
-			// Best effort: tell the server what was handled before leaving.
-			_ = st.sendStatus()
-			return nil
-		}
-		pos := st.track.position()
-		now := time.Now()
-		if st.replyRequested || !now.Before(nextStatus) || (pos > st.lastSent && now.Sub(st.lastSentAt) >= statusMinGap) {
-			if err := st.sendStatus(); err != nil {
-				return err
-			}
-			nextStatus = time.Now().Add(s.cfg.StatusInterval)
-		}
-		deadline := nextStatus
-		if gap := st.lastSentAt.Add(statusMinGap); pos > st.lastSent && gap.Before(deadline) {
-			deadline = gap
-		}
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		s.mu.Lock()
-		s.interrupt = cancel
-		s.mu.Unlock()
-		if st.track.position() != pos {
-			cancel() // an ack landed before the interrupt was in place
-		}
-		msg, err := st.conn.ReceiveMessage(rctx)
-		s.mu.Lock()
-		s.interrupt = nil
-		s.mu.Unlock()
-		timedOut := rctx.Err() != nil
-		cancel()
-		if err != nil {
-			if timedOut && ctx.Err() == nil && !st.conn.IsClosed() {
-				continue // status due, work completed, or woken: loop
-			}
-			if ctx.Err() != nil {
-				continue
-			}
-			return fmt.Errorf("receive replication message: %w", err)
-		}
-		switch msg := msg.(type) {
-		case *pgproto3.CopyData:
-			if err := st.handleCopyData(ctx, msg.Data); err != nil {
-				return err
-			}
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
-		case *pgproto3.CopyDone:
-			return errors.New("replication stream ended by the server")
-		}
-	}
-}
-
-func (st *stream) sendStatus() error {
-	pos := st.track.position()
-	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), st.conn, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: max(st.received, pos),
-		WALFlushPosition: pos,
-		WALApplyPosition: pos,
-	})
-	if err != nil {
-		return fmt.Errorf("send standby status: %w", err)
-	}
-	st.lastSent, st.lastSentAt, st.replyRequested = pos, time.Now(), false
-	return nil
-}
-
-func (st *stream) handleCopyData(ctx context.Context, data []byte) error {
-	if len(data) == 0 {
-		return nil
-	}
-	switch data[0] {
-	case pglogrepl.PrimaryKeepaliveMessageByteID:
-		pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
-		if err != nil {
-			return fmt.Errorf("parse keepalive: %w", err)
-		}
-		st.received = max(st.received, pkm.ServerWALEnd)
-		if !st.inTxn {
-			st.track.idle(pkm.ServerWALEnd)
-		}
-		if pkm.ReplyRequested {
-			st.replyRequested = true
-		}
-	case pglogrepl.XLogDataByteID:
-		xld, err := pglogrepl.ParseXLogData(data[1:])
-		if err != nil {
-			return fmt.Errorf("parse xlogdata: %w", err)
-		}
-		st.received = max(st.received, xld.WALStart)
-		return st.handleLogical(ctx, xld.WALData)
-	}
-	return nil
-}
-
-func (st *stream) handleLogical(ctx context.Context, walData []byte) error {
-	msg, err := pglogrepl.Parse(walData)
-	if err != nil {
-		return fmt.Errorf("parse logical replication message: %w", err)
-	}
-	switch m := msg.(type) {
-	case *pglogrepl.RelationMessage:
-		rel := outboxRelation{idCol: -1, empID: -1}
-		if m.RelationName == "auth0_outbox" {
-			for i, c := range m.Columns {
-				switch c.Name {
-				case "id":
-					rel.idCol = i
-				case "employee_id":
-					rel.empID = i
-				}
-			}
-			rel.ok = rel.idCol >= 0 && rel.empID >= 0
-		}
-		st.relations[m.RelationID] = rel
-	case *pglogrepl.BeginMessage:
-		st.inTxn = true
-		st.txnKeys = st.txnKeys[:0]
-		st.txnRows = make(map[int64][]int64)
-	case *pglogrepl.InsertMessage:
-		rel, known := st.relations[m.RelationID]
-		if !known {
-			return fmt.Errorf("insert into relation %d before its relation message", m.RelationID)
-		}
-		if !rel.ok {
-			return nil
-		}
-		id, err := tupleInt(m.Tuple, rel.idCol)
-		if err != nil {
-			return fmt.Errorf("decode auth0_outbox.id: %w", err)
-		}
-		emp, err := tupleInt(m.Tuple, rel.empID)
-		if err != nil {
-			return fmt.Errorf("decode auth0_outbox.employee_id: %w", err)
-		}
-		if _, seen := st.txnRows[emp]; !seen {
-			st.txnKeys = append(st.txnKeys, emp)
-		}
-		st.txnRows[emp] = append(st.txnRows[emp], id)
-	case *pglogrepl.CommitMessage:
-		st.commit(ctx, m.TransactionEndLSN)
-	}
-	return nil
-}
-
-// commit hands the transaction's keys to the queue; its end LSN is confirmed
-// once they all were handled.
-func (st *stream) commit(_ context.Context, end pglogrepl.LSN) {
-	s := st.src
-	st.inTxn = false
-	keys := st.txnKeys
-	t := st.track.add(end, len(keys))
-	s.hand(keys, st.txnRows)
-	for _, k := range keys {
-		s.q.EnqueueAck(k, s.ack(t, st.txnRows[k]))
-	}
-	st.txnKeys = nil
-	st.txnRows = nil
-}
-
-// tupleInt decodes column i of a text-format tuple as an integer.
-func tupleInt(t *pglogrepl.TupleData, i int) (int64, error) {
-	if t == nil || i >= len(t.Columns) {
-		return 0, errors.New("column missing from tuple")
-	}
-	c := t.Columns[i]
-	if c.DataType != pglogrepl.TupleDataTypeText {
-		return 0, fmt.Errorf("column sent as %q, want text", c.DataType)
-	}
-	return strconv.ParseInt(string(c.Data), 10, 64)
 }
