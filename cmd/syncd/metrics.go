@@ -75,9 +75,9 @@ func newMetrics() *metrics {
 	m.breakerTrips = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncd_breaker_trips_total",
 		Help: "Times the breaker opened, by cause (credentials, unreachable, server)."}, []string{"cause"})
 	m.guardTripped = prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_deprovision_guard_tripped",
-		Help: "1 once the mass-deprovision guard holds deprovisioning (until restart with --allow-mass-deprovision)."})
+		Help: "1 while the mass-deprovision guard holds deprovisions (until released with syncd guard release, or the rows no longer ask)."})
 	m.deprovisionsHeld = prometheus.NewCounter(prometheus.CounterOpts{Name: "syncd_deprovisions_held_total",
-		Help: "Deprovisions (block or delete) held by the mass-deprovision guard."})
+		Help: "Deprovisions (block or delete) the mass-deprovision guard has held, each counted once when it is held."})
 	for _, c := range []prometheus.Collector{m.userCreation, m.userCreationDuration, m.tokenRefresh, m.requests, m.requestDuration,
 		m.rateLimitWait, m.reconciles, m.reconcileDuration, m.driftFound, m.driftScans, m.driftScanDuration, m.driftScanLastSuccess, m.orphans,
 		m.breakerOpen, m.breakerTrips, m.guardTripped, m.deprovisionsHeld,
@@ -177,9 +177,6 @@ func (m *metrics) reconciled(out reconcile.Outcome, err error, d time.Duration) 
 	}
 	m.reconciles.WithLabelValues(result, status).Inc()
 	m.reconcileDuration.WithLabelValues(result).Observe(d.Seconds())
-	if errors.Is(out.Err, reconcile.ErrMassDeprovision) {
-		m.deprovisionsHeld.Inc()
-	}
 }
 
 func (m *metrics) scanned(res *reconcile.ScanResult, err error, d time.Duration) {

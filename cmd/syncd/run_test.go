@@ -411,27 +411,53 @@ func TestMassDeprovisionGuard(t *testing.T) {
 	t.Parallel()
 	x := newE2E(t, emulator.Options{})
 	x.exec(`INSERT INTO employees (name, email) SELECT 'E' || g, 'e' || g || '@example.com' FROM generate_series(1, 20) g`)
-	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h")
+	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--deprovision-settle", "1s")
+	defer d.stop(t)
 	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == 20 }, 30*time.Second))
 
 	x.exec(`UPDATE employees SET active = false`) // a mistake in bulk
-	require.True(t, assertEventually(func() bool {
-		return x.countStatus("deprovisioned") == 2 && x.countStatus("retrying") == 18
-	}, 30*time.Second), "deprovisioned %d", x.countStatus("deprovisioned"))
+	held := func() int {
+		var n int
+		require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT count(*) FROM syncd_deprovisions WHERE state = 'held'`).Scan(&n))
+		return n
+	}
+	require.True(t, assertEventually(func() bool { return held() == 20 }, 60*time.Second), "held %d", held())
+	require.Zero(t, x.countStatus("deprovisioned"), "the batch is held whole")
+	require.Equal(t, 20, x.countStatus("pending"))
 	code, body := x.get("/readyz")
 	require.Equal(t, 200, code, "everything else goes on")
 	require.Contains(t, body, "holding deprovisioning")
-	_, metrics := x.get("/metrics")
-	require.Contains(t, metrics, "syncd_deprovision_guard_tripped 1")
-	var reason string
-	require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT auth0_sync_error FROM employees WHERE auth0_sync_status = 'retrying' LIMIT 1`).Scan(&reason))
-	require.Contains(t, reason, "--allow-mass-deprovision")
-	d.stop(t)
+	require.True(t, assertEventually(func() bool {
+		_, metrics := x.get("/metrics")
+		return strings.Contains(metrics, "syncd_deprovision_guard_tripped 1") && strings.Contains(metrics, "syncd_deprovisions_held 20") &&
+			strings.Contains(metrics, "syncd_deprovisions_held_total 20")
+	}, 30*time.Second))
+	require.Equal(t, 1, strings.Count(x.logs.String(), "mass-deprovision guard tripped"), "said once")
+	var blocks int
+	require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT count(*) FROM auth0_outbox`).Scan(&blocks))
+	require.Zero(t, blocks, "held deprovisions leave no outbox row behind")
 
-	// The operator confirms: everything goes through.
-	_, err := x.pool.Exec(x.ctx, `UPDATE employees SET auth0_next_attempt_at = now() WHERE auth0_sync_status = 'retrying'`)
-	require.NoError(t, err)
-	d = x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--allow-mass-deprovision")
-	defer d.stop(t)
-	require.True(t, assertEventually(func() bool { return x.countStatus("deprovisioned") == 20 }, 30*time.Second))
+	environ := map[string]string{"DATABASE_URL": x.dbURL, "USER": "alice"}
+	getenv := func(k string) string { return environ[k] }
+	var out bytes.Buffer
+	require.NoError(t, run(x.ctx, []string{"status"}, getenv, &out, io.Discard))
+	require.Contains(t, out.String(), "Deprovision guard: 20 deprovisions held since")
+	require.Contains(t, out.String(), "syncd guard release")
+
+	// The operator releases exactly these, without a restart.
+	out.Reset()
+	require.NoError(t, run(x.ctx, []string{"guard", "release"}, getenv, &out, io.Discard))
+	require.Contains(t, out.String(), "Released 20 held deprovisions")
+	require.True(t, assertEventually(func() bool { return x.countStatus("deprovisioned") == 20 }, 60*time.Second),
+		"deprovisioned %d", x.countStatus("deprovisioned"))
+	var released int
+	require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT count(*) FROM auth0_sync_logs WHERE action = 'guard_release' AND response_data->>'released_by' = 'alice'`).Scan(&released))
+	require.Equal(t, 20, released)
+	require.True(t, assertEventually(func() bool {
+		code, body := x.get("/readyz")
+		return code == 200 && !strings.Contains(body, "holding deprovisioning")
+	}, 30*time.Second), "nothing held any more")
+	out.Reset()
+	require.NoError(t, run(x.ctx, []string{"guard", "list"}, getenv, &out, io.Discard))
+	require.Contains(t, out.String(), "holds nothing")
 }
