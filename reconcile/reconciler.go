@@ -249,10 +249,6 @@ var ErrBusy = errors.New("employee is being reconciled by another worker")
 
 var errNoRow = errors.New("no such employee row")
 
-// invisibleWait is how long a missing row without a delete record is looked
-// for before Reconcile takes it as gone.
-const invisibleWait = 2 * time.Second
-
 // recordTimeout bounds the write of an outcome; a lease outlives the
 // reconcile timeout by this much.
 const recordTimeout = 15 * time.Second
@@ -298,23 +294,15 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("claim employee: %w", err)
 		}
-		var exists, deleted bool
-		if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM employees WHERE id = $1),
-				EXISTS (SELECT 1 FROM auth0_outbox WHERE employee_id = $1 AND op = 'delete')`, id).Scan(&exists, &deleted); err != nil {
+		var exists bool
+		if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM employees WHERE id = $1)`, id).Scan(&exists); err != nil {
 			return nil, fmt.Errorf("claim employee: %w", err)
 		}
 		if !exists {
-			// Logical replication can hand over a commit a moment before its
-			// rows are visible to other sessions: a row with no delete record
-			// is looked for again, a little, before it is taken as gone.
-			if deleted || time.Since(start) > invisibleWait {
-				return nil, errNoRow
-			}
-			if err := sleepCtx(ctx, wait); err != nil {
-				return nil, err
-			}
-			wait = min(wait*2, 100*time.Millisecond)
-			continue
+			// Gone, full stop: every source hands out a key only once the
+			// transaction that named it is visible (the replication source
+			// checks its xid), so a missing row was deleted.
+			return nil, errNoRow
 		}
 		if time.Now().After(deadline) {
 			return nil, ErrBusy
