@@ -193,19 +193,26 @@ func NewRescuer(rec *Reconciler, enqueue func(id int64), every time.Duration) *R
 }
 
 // Run looks at start and every interval until ctx is done. A failed look is
-// logged once per streak of failures.
+// logged when its cause changes, not on every attempt (a database that is
+// down would fill the log), and a look that works again after failures says
+// so once.
 func (r *Rescuer) Run(ctx context.Context) error {
 	t := time.NewTicker(r.every)
 	defer t.Stop()
-	failing := false
+	lastCause := "" // the failure last logged; "" while looks work
 	for {
 		ids, err := r.rec.Abandoned(ctx)
 		switch {
-		case err != nil && ctx.Err() == nil && !failing:
-			r.log.WarnContext(ctx, "find rows abandoned mid-reconcile; will try again", keyError, err)
-			failing = true
+		case err != nil && ctx.Err() == nil:
+			if cause := err.Error(); cause != lastCause {
+				r.log.WarnContext(ctx, "find rows abandoned mid-reconcile; will try again", keyError, err)
+				lastCause = cause
+			}
 		case err == nil:
-			failing = false
+			if lastCause != "" {
+				r.log.InfoContext(ctx, "finding rows abandoned mid-reconcile works again")
+				lastCause = ""
+			}
 			for _, id := range ids {
 				r.enqueue(id)
 			}
