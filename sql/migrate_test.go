@@ -42,7 +42,7 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 	require.Equal(t, syncdsql.Latest(), res.To)
 
 	conn := connect(t, url)
-	for _, table := range []string{"employees", "auth0_sync_logs", "auth0_outbox"} {
+	for _, table := range []string{"employees", "auth0_sync_logs", "auth0_outbox", "syncd_deprovisions", "syncd_deprovision_window"} {
 		require.Equal(t, 1, count(t, conn, "SELECT count(*) FROM pg_tables WHERE tablename = $1", table), table)
 	}
 	for _, col := range []string{"id", "name", "email", "department", "phone_number", "connecteam_id", "auth0_user_id",
