@@ -16,7 +16,9 @@ import (
 func TestExportUsers(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	f := setup(t, emulator.Options{ExportDelay: 200 * time.Millisecond}, nil)
+	// The job is pending for a while: long enough that a loaded machine still
+	// polls it at least twice (every 20ms at first).
+	f := setup(t, emulator.Options{ExportDelay: time.Second}, nil)
 	want := map[string]string{} // user_id → employee_id
 	for i := range 120 {
 		u := f.createUser(ctx, map[string]any{"employee_id": fmt.Sprint(i), "nested": map[string]any{"a": 1}})
