@@ -38,6 +38,7 @@ type daemon struct {
 	scan         *reconcile.ScanLoop
 	rescue       *reconcile.Rescuer
 	metrics      *metrics
+	running      atomic.Int64 // reconciles past the breaker
 	metricsAddr  string
 	shutdownWait time.Duration
 	scanEvery    time.Duration
@@ -64,6 +65,8 @@ func (d *daemon) handle(ctx context.Context, id int64) error {
 	if err := d.breaker.Wait(wctx); err != nil {
 		return fmt.Errorf("wait for the breaker: %w", err)
 	}
+	d.running.Add(1)
+	defer d.running.Add(-1)
 	start := time.Now()
 	out, err := d.rec.Reconcile(ctx, id)
 	d.metrics.reconciled(out, err, time.Since(start))

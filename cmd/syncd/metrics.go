@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,9 +89,12 @@ func newMetrics() *metrics {
 }
 
 // watchQueue exposes the work queue's depth, in-flight count and oldest
-// pending age.
-func (m *metrics) watchQueue(q *outbox.Queue) {
+// pending age, and how many reconciles run past the breaker.
+func (m *metrics) watchQueue(q *outbox.Queue, running *atomic.Int64) {
 	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_reconciles_running",
+			Help: "Reconciles running now (past the breaker; keys in flight that wait for the breaker to close are not counted)."},
+			func() float64 { return float64(running.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_queue_depth", Help: "Keys waiting in the work queue."},
 			func() float64 { return float64(q.Stats().Depth) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_queue_in_flight", Help: "Keys being reconciled now."},

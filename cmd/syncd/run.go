@@ -236,7 +236,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	// they are cancelled and record themselves as due again.
 	drain := max(c.ShutdownTimeout-c.ShutdownTimeout/5, c.ShutdownTimeout-2*time.Second)
 	d.queue = outbox.NewQueue(outbox.QueueConfig{Workers: c.Workers, Handler: d.handle, Logger: logger, DrainTimeout: drain})
-	m.watchQueue(d.queue)
+	m.watchQueue(d.queue, &d.running)
 	m.watchEmployees(pool)
 	if c.Source == "replication" {
 		src := outbox.NewReplicationSource(pool, c.db.URL, d.queue, outbox.ReplicationConfig{SlotName: c.SlotName, LagWarnBytes: int64(c.LagWarn), Logger: logger})

@@ -2,17 +2,20 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +56,7 @@ type e2e struct {
 	api     *auth0.Client
 	logs    *syncBuffer // every log line of every daemon of the test
 	metrics string      // host:port of the last daemon's HTTP server
+	domain  string      // AUTH0_DOMAIN given to syncd; default the emulator's URL
 }
 
 func newE2E(t *testing.T, eopts emulator.Options) *e2e {
@@ -110,7 +114,7 @@ func (x *e2e) start(source string, secret string, extra ...string) *runningDaemo
 	x.t.Helper()
 	x.metrics = freeAddr(x.t)
 	environ := map[string]string{
-		"DATABASE_URL": x.dbURL, "AUTH0_DOMAIN": x.emu.URL, "AUTH0_CLIENT_ID": emulator.DefaultClientID,
+		"DATABASE_URL": x.dbURL, "AUTH0_DOMAIN": cmp.Or(x.domain, x.emu.URL), "AUTH0_CLIENT_ID": emulator.DefaultClientID,
 		"AUTH0_CLIENT_SECRET": secret, "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "METRICS_ADDR": x.metrics,
 	}
 	args := append([]string{"run", "--source", source, "--slot", "syncd_" + strings.ReplaceAll(strings.ToLower(x.t.Name()), "/", "_"),
@@ -196,6 +200,21 @@ func (x *e2e) user(id string) map[string]any {
 		}
 	}
 	return nil
+}
+
+// metric is the value of an unlabelled metric on /metrics (-1 if absent).
+func (x *e2e) metric(name string) float64 {
+	x.t.Helper()
+	_, body := x.get("/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			require.NoError(x.t, err)
+			return f
+		}
+	}
+	return -1
 }
 
 func (x *e2e) get(path string) (int, string) {
@@ -339,21 +358,65 @@ func TestPlanAndResync(t *testing.T) {
 	require.Equal(t, 2, code)
 }
 
+// createHold serves the emulator and, while holding, answers no account
+// creation: the account is made, and the answer waits until the client
+// gives up (a create in flight when syncd is told to stop).
+type createHold struct {
+	emu     *emulator.Emulator
+	holding atomic.Bool
+	held    atomic.Int64 // answers being held now
+}
+
+func (h *createHold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.holding.Load() || r.Method != http.MethodPost || r.URL.Path != "/api/v2/users" {
+		h.emu.ServeHTTP(w, r)
+		return
+	}
+	h.held.Add(1)
+	defer h.held.Add(-1)
+	h.emu.ServeHTTP(httptest.NewRecorder(), r) // applied; the answer is lost
+	<-r.Context().Done()
+}
+
+// TestShutdownMidBackfillLosesNothing stops syncd while creates are in
+// flight (their answers held until syncd gives up on them): stop returns
+// within --shutdown-timeout, the interrupted rows are recorded as due again
+// (none is left syncing or leased), and a restart converges every row with
+// no second account for the creates whose answers were lost.
 func TestShutdownMidBackfillLosesNothing(t *testing.T) {
 	t.Parallel()
-	x := newE2E(t, emulator.Options{Faults: emulator.Faults{Latency: 2 * time.Millisecond}})
-	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h")
-	x.exec(`INSERT INTO employees (name, email) SELECT 'E' || g, 'e' || g || '@example.com' FROM generate_series(1, 500) g`)
-	require.True(t, assertEventually(func() bool { return x.countStatus("synced") >= 50 }, 30*time.Second))
-	d.stop(t) // SIGTERM in the middle
+	x := newE2E(t, emulator.Options{})
+	hold := &createHold{emu: x.emu.Emulator}
+	front := httptest.NewServer(hold)
+	t.Cleanup(front.Close)
+	x.domain = front.URL
+	const rows, workers = 500, 4
+	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--workers", fmt.Sprint(workers))
+	x.exec(`INSERT INTO employees (name, email) SELECT 'E' || g, 'e' || g || '@example.com' FROM generate_series(1, $1) g`, rows)
+	require.True(t, assertEventually(func() bool { return x.countStatus("synced") >= 50 }, 60*time.Second))
+	hold.holding.Store(true)
+	// Every worker is now inside a create whose answer does not come.
+	require.True(t, assertEventually(func() bool { return hold.held.Load() == workers }, 60*time.Second), "held %d", hold.held.Load())
 	synced := x.countStatus("synced")
-	require.Less(t, synced, 500, "the backfill was interrupted")
 
+	d.stop(t) // SIGTERM; stop fails if run reports that the shutdown timed out
+	require.Equal(t, synced, x.countStatus("synced"), "nothing finished while every create was held")
+	require.Zero(t, x.countStatus("syncing"), "no row is left syncing")
+	var leased, due int
+	require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT count(*) FILTER (WHERE auth0_locked_by IS NOT NULL),
+		count(*) FILTER (WHERE auth0_sync_status = 'retrying' AND auth0_next_attempt_at <= now() AND auth0_sync_attempts > 0)
+		FROM employees`).Scan(&leased, &due))
+	require.Zero(t, leased, "no lease is left behind")
+	require.Equal(t, workers, due, "each interrupted row is recorded as due again at once")
+	require.Contains(t, x.logs.String(), "stopped")
+
+	hold.holding.Store(false)
 	d = x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h")
 	defer d.stop(t)
-	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == 500 }, 60*time.Second), "synced %d", x.countStatus("synced"))
-	require.Len(t, x.emu.Emulator.Users(), 500, "no duplicate accounts")
-	require.EqualValues(t, 500, x.emu.Emulator.CallCount("POST /api/v2/users")-countStatus(x.emu.Emulator, "POST /api/v2/users", 409))
+	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == rows }, 120*time.Second), "synced %d", x.countStatus("synced"))
+	require.Len(t, x.emu.Emulator.Users(), rows, "no duplicate accounts")
+	require.EqualValues(t, rows, countStatus(x.emu.Emulator, "POST /api/v2/users", 201),
+		"the creates whose answers were lost were looked for, not repeated")
 }
 
 func countStatus(e *emulator.Emulator, endpoint string, status int) int64 {
@@ -378,18 +441,26 @@ func TestBreaker(t *testing.T) {
 	}, 30*time.Second))
 	_, body := x.get("/readyz")
 	require.Contains(t, body, "token refused: 401")
-	var attempts int
-	require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT coalesce(max(auth0_sync_attempts), 0) FROM employees`).Scan(&attempts))
-	time.Sleep(2 * time.Second)
-	var later int
-	require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT coalesce(max(auth0_sync_attempts), 0) FROM employees`).Scan(&later))
-	require.Equal(t, attempts, later, "no status flapping while the breaker is open")
+	// Reconciles that passed the breaker just before it opened end; after
+	// that none starts while it is open, although every worker is offered
+	// a key (they wait at the breaker).
+	require.True(t, assertEventually(func() bool { return x.metric("syncd_reconciles_running") == 0 }, 30*time.Second))
+	sumAttempts := func() int {
+		var n int
+		require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT coalesce(sum(auth0_sync_attempts), 0) FROM employees`).Scan(&n))
+		return n
+	}
+	attempts := sumAttempts()
+	x.exec(`INSERT INTO employees (name, email) SELECT 'N' || g, 'n' || g || '@example.com' FROM generate_series(1, 10) g`)
+	require.True(t, assertEventually(func() bool { return x.metric("syncd_queue_in_flight") == 4 }, 30*time.Second), "every worker waits at the breaker")
+	require.Zero(t, x.metric("syncd_reconciles_running"))
+	require.Equal(t, attempts, sumAttempts(), "no status flapping while the breaker is open")
 	require.Equal(t, 1, strings.Count(x.logs.String(), "breaker open"), "said once")
 	d.stop(t)
 
 	// Fixed credentials: everything converges.
 	d = x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h")
-	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == 30 }, 30*time.Second))
+	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == 40 }, 30*time.Second))
 
 	// Auth0 down (every call 503), then back: the breaker opens and closes by itself.
 	x.emu.Emulator.SetFaults(emulator.Faults{ErrorRate: 1})
@@ -401,7 +472,7 @@ func TestBreaker(t *testing.T) {
 	x.emu.Emulator.SetFaults(emulator.Faults{})
 	require.True(t, assertEventually(func() bool {
 		code, _ := x.get("/readyz")
-		return code == 200 && x.countStatus("synced") == 30
+		return code == 200 && x.countStatus("synced") == 40
 	}, 60*time.Second), "recovered by itself: synced %d", x.countStatus("synced"))
 	d.stop(t)
 	require.Contains(t, x.logs.String(), "breaker closed")
