@@ -480,9 +480,18 @@ func TestBreaker(t *testing.T) {
 
 func TestMassDeprovisionGuard(t *testing.T) {
 	t.Parallel()
+	for _, source := range []string{"notify", "replication"} {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			testMassDeprovisionGuard(t, source)
+		})
+	}
+}
+
+func testMassDeprovisionGuard(t *testing.T, source string) {
 	x := newE2E(t, emulator.Options{})
 	x.exec(`INSERT INTO employees (name, email) SELECT 'E' || g, 'e' || g || '@example.com' FROM generate_series(1, 20) g`)
-	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--deprovision-settle", "1s")
+	d := x.start(source, emulator.DefaultClientSecret, "--resync-interval", "1h", "--deprovision-settle", "1s")
 	defer d.stop(t)
 	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == 20 }, 30*time.Second))
 
@@ -507,6 +516,18 @@ func TestMassDeprovisionGuard(t *testing.T) {
 	var blocks int
 	require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT count(*) FROM auth0_outbox`).Scan(&blocks))
 	require.Zero(t, blocks, "held deprovisions leave no outbox row behind")
+	if source == "replication" {
+		// Held keys are acknowledged: the slot's confirmed position passes
+		// the mass change.
+		var lsn string
+		require.NoError(t, x.pool.QueryRow(x.ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn))
+		slot := "syncd_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_")
+		require.True(t, assertEventually(func() bool {
+			var passed bool
+			err := x.pool.QueryRow(x.ctx, `SELECT coalesce(confirmed_flush_lsn >= $1::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = $2`, lsn, slot).Scan(&passed)
+			return err == nil && passed
+		}, 60*time.Second), "the slot's confirmed LSN advances past held deprovisions")
+	}
 
 	environ := map[string]string{"DATABASE_URL": x.dbURL, "USER": "alice"}
 	getenv := func(k string) string { return environ[k] }
