@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION := v0.8.2
 PKGS      := ./...
 
-.PHONY: run test test-short bench chaos lint fmt build
+.PHONY: run test test-short test-repeat bench chaos lint fmt build
 
 ## run: the demo — throwaway Postgres, the Auth0 emulator, sample employees and the daemon
 run:
@@ -12,6 +12,15 @@ run:
 ## test: every test, with the race detector
 test:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## test-short: the fast tests only (skips the short chaos suite and the syncbench smoke test)
+test-short:
+	$(GO) test -race -short -count=1 -timeout 10m $(PKGS)
+
+## test-repeat: the whole suite N times (default 10), failures counted per test; LOAD=1 keeps every core busy meanwhile
+N ?= 10
+test-repeat:
+	$(GO) run ./cmd/testrepeat -n $(N) $(if $(filter 1,$(LOAD)),-load,)
 
 ## bench: the benchmark programs; results in BENCHMARKS.md and bench.json
 bench:

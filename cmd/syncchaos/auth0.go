@@ -36,7 +36,21 @@ func waitBreaker(ctx context.Context, p *proc, open bool, timeout time.Duration)
 // auth0_sync_attempts and the status counts stay as they were.
 func (w *world) watchOpen(ctx context.Context, p *proc, d time.Duration) {
 	r := w.r
-	sleep(ctx, time.Second) // a reconcile that passed the breaker just before it opened
+	// Reconciles that passed the breaker just before it opened may still
+	// end (and count their attempt); wait for that event, not for a time:
+	// once none runs, none may start while the breaker is open.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n, ok := p.metric("syncd_reconciles_running")
+		if ok && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || !p.alive() {
+			r.fail("reconciles still running (%v) a minute after the breaker opened", n)
+			return
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
 	before, err := w.counts(ctx)
 	if err != nil {
 		r.fail("read counts: %v", err)
@@ -64,6 +78,9 @@ func (w *world) watchOpen(ctx context.Context, p *proc, d time.Duration) {
 	r.check(!moved, "statuses moved while the breaker was open: %s → %s", before, after)
 	if isOpen, _ := p.breakerOpen(); !isOpen {
 		r.fail("the breaker closed by itself while Auth0 was still failing")
+	}
+	if n, ok := p.metric("syncd_reconciles_running"); !ok || n != 0 {
+		r.fail("%v reconciles running while the breaker was open", n)
 	}
 	r.note("held %s open: attempts %d → %d, %d Auth0 API calls", d.Round(100*time.Millisecond), before.Attempts, after.Attempts, w.apiCallsOrZero()-callsBefore)
 }

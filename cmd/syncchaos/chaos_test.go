@@ -19,6 +19,9 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // TestChaosShort runs `syncchaos -short`, the failure suite's short version,
 // against a syncd built without the race detector (this test binary has it).
 func TestChaosShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the short failure suite (about 40 s); make test runs it")
+	}
 	t.Parallel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "syncd")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -165,6 +166,27 @@ func (p *proc) breakerOpen() (bool, string) {
 	}
 	b := r.Checks["breaker"]
 	return strings.HasPrefix(b, "open"), b
+}
+
+// metric reads an unlabelled metric from /metrics; ok is false when it
+// cannot be read.
+func (p *proc) metric(name string) (float64, bool) {
+	resp, err := httpClient.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // scrape fetches /metrics into the work dir (searched for secrets too).
