@@ -46,7 +46,7 @@ func (b *bundle) converge() {
 
 func TestDriftScan(t *testing.T) {
 	t.Parallel()
-	const n = 2000
+	const n = 1000
 	b := setup(t)
 	b.exec(`INSERT INTO employees (name, email, department) SELECT 'Employee ' || g, 'e' || g || '@example.com', 'Dept ' || (g % 7) FROM generate_series(1, $1) g`, n)
 	b.converge()

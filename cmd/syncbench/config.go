@@ -76,9 +76,9 @@ func fullSizes() sizes {
 func quickSizes() sizes {
 	return sizes{
 		LatencyInserts: 20, ChangeSample: 10, Backfill: 300, BackfillRT: 100,
-		Enterprise: 60, Free: 3, Drift: []int{2000},
+		Enterprise: 40, Free: 2, Drift: []int{2000},
 		TriggerRows: 300, TriggerBatch: 1000, TriggerBatches: 2, TriggerRounds: 1,
-		Idle: 10 * time.Second, ConvergeTimeout: 2 * time.Minute, DriftSeedWorkers: 4,
+		Idle: 3 * time.Second, ConvergeTimeout: 2 * time.Minute, DriftSeedWorkers: 4,
 	}
 }
 

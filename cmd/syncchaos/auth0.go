@@ -12,7 +12,7 @@ import (
 // holdTime is how long the breaker is watched while it is open.
 func (s *suite) holdTime() time.Duration {
 	if s.cfg.Short {
-		return 6 * time.Second
+		return 4 * time.Second
 	}
 	return 30 * time.Second
 }

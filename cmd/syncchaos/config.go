@@ -26,7 +26,7 @@ type config struct {
 	Good int
 	// Outage is how long Postgres stays stopped (default 10s; 5s short).
 	Outage time.Duration
-	// Auth0Down is how long every Auth0 call fails (default 60s; 15s short).
+	// Auth0Down is how long every Auth0 call fails (default 60s; 10s short).
 	Auth0Down time.Duration
 	// FastLeases expires a killed process's outbox and employee leases at
 	// once (by SQL, as if the lease time had passed) instead of waiting ~1
@@ -53,7 +53,7 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg }
 
 // Scenario names, in the order they run.
-var scenarioNames = []string{"kill", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down"}
+var scenarioNames = []string{"kill", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down", "mass-delete"}
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -66,7 +66,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Kills, "kills", 0, "kill -9s during the backfill (default 5; 2 with -short)")
 	fs.IntVar(&c.Good, "good", 0, "good rows the bad rows are mixed into (default 1000; 100 with -short)")
 	fs.DurationVar(&c.Outage, "outage", 0, "how long Postgres stays stopped (default 10s; 5s with -short)")
-	fs.DurationVar(&c.Auth0Down, "auth0-down", 0, "how long every Auth0 call fails (default 60s; 15s with -short)")
+	fs.DurationVar(&c.Auth0Down, "auth0-down", 0, "how long every Auth0 call fails (default 60s; 10s with -short)")
 	fs.StringVar(&fast, "fast-leases", "", "true: expire a killed process's leases by SQL instead of waiting ~1m per kill (default: true with -short)")
 	fs.StringVar(&parallel, "parallel", "", "true: run the scenarios at once (default: true with -short)")
 	fs.StringVar(&only, "only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames, ", "))
@@ -99,7 +99,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	c.Kills = cmp.Or(c.Kills, pick(5, 2))
 	c.Good = cmp.Or(c.Good, pick(1000, 100))
 	c.Outage = cmp.Or(c.Outage, pickD(10*time.Second, 5*time.Second))
-	c.Auth0Down = cmp.Or(c.Auth0Down, pickD(60*time.Second, 15*time.Second))
+	c.Auth0Down = cmp.Or(c.Auth0Down, pickD(60*time.Second, 10*time.Second))
 	c.Timeout = cmp.Or(c.Timeout, pickD(25*time.Minute, 3*time.Minute))
 	var err error
 	if c.FastLeases, err = parseBoolDefault("-fast-leases", fast, c.Short); err != nil {

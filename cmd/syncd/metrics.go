@@ -116,11 +116,15 @@ func (m *metrics) watchScan(s *reconcile.ScanLoop) {
 		}))
 }
 
-// watchSlot exposes the replication slot's lag.
+// watchSlot exposes the replication slot's lag and the keys the source
+// holds (bounded by backpressure).
 func (m *metrics) watchSlot(s *outbox.ReplicationSource) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_replication_slot_lag_bytes",
 		Help: "WAL bytes the replication slot holds back (replication mode, on the leader)."},
-		func() float64 { return float64(s.SlotLagBytes()) }))
+		func() float64 { return float64(s.SlotLagBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_replication_outstanding_keys",
+			Help: "Keys the replication source handed to the queue and not yet handled, plus those of transactions waiting to become visible; the source stops reading the stream at 10000."},
+			func() float64 { return float64(s.Outstanding()) }))
 }
 
 // watchEmployees exposes employees by auth0_sync_status, read at scrape time.

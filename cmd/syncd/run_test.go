@@ -241,7 +241,7 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Parallel()
 			x := newE2E(t, emulator.Options{})
 			// Three employees: the default 10 % would hold the second deprovision.
-			d := x.start(source, emulator.DefaultClientSecret, "--resync-interval", "1s", "--max-deprovision", "100%")
+			d := x.start(source, emulator.DefaultClientSecret, "--resync-interval", "1s", "--max-deprovision", "100%", "--deprovision-settle", "200ms")
 			defer d.stop(t)
 
 			var id int64
