@@ -324,6 +324,13 @@ func (g *Guard) RequestBatch(ctx context.Context, ds []Deprovision) ([]Deprovisi
 				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, d.key(), d.Kind, d.EmployeeID, nullable(d.UserID), verdict, now, nullable(reason)); err != nil {
 				return fmt.Errorf("record deprovision: %w", err)
 			}
+			if verdict == Held {
+				if _, err := tx.Exec(ctx, `INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error)
+					VALUES (nullif($1, 0), $2, 'guard_hold', 'held', jsonb_build_object('kind', $3::text, 'held_because', $4::text), $5)`,
+					d.EmployeeID, nullable(d.UserID), d.Kind, reason, heldError(reason)); err != nil {
+					return fmt.Errorf("audit held deprovision: %w", err)
+				}
+			}
 			if verdict == Allowed {
 				if _, err := tx.Exec(ctx, `INSERT INTO syncd_deprovision_window (decided_at, key) VALUES ($1, $2)`, now, d.key()); err != nil {
 					return fmt.Errorf("count deprovision: %w", err)
@@ -347,6 +354,11 @@ func (g *Guard) reportHeld(tripped string, held int) {
 	if held > 0 {
 		g.cfg.OnHeld(held)
 	}
+}
+
+// heldError is the audit row's error of a deprovision the guard holds.
+func heldError(reason string) string {
+	return fmt.Sprintf("%s: deprovision held: %s; `syncd guard release` lets it through, setting the row active again cancels it", ErrMassDeprovision, reason)
 }
 
 // heldReason returns the reason of the oldest held deprovision, "" if none
@@ -458,7 +470,14 @@ func (g *Guard) Step(ctx context.Context) error {
 				tripped = reason
 			}
 			if reason != "" {
-				if _, err := tx.Exec(ctx, `UPDATE syncd_deprovisions SET state = 'held', decided_at = $1, reason = $2 WHERE state = 'settling'`, now, reason); err != nil {
+				// One audit row per held deprovision, when it is held (not
+				// per cycle): the batch was settling, so no reconcile wrote it.
+				if _, err := tx.Exec(ctx, `WITH held AS (
+						UPDATE syncd_deprovisions SET state = 'held', decided_at = $1, reason = $2 WHERE state = 'settling'
+						RETURNING kind, employee_id, auth0_user_id)
+					INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error)
+					SELECT nullif(employee_id, 0), auth0_user_id, 'guard_hold', 'held', jsonb_build_object('kind', kind, 'held_because', $2::text), $3
+					  FROM held`, now, reason, heldError(reason)); err != nil {
 					return fmt.Errorf("hold deprovisions: %w", err)
 				}
 				newlyHeld = settling

@@ -124,6 +124,8 @@ func TestMassChangeHeldCostsNothing(t *testing.T) {
 			require.NoError(t, g.Step(b.ctx))
 			require.Equal(t, 0, b.blocked(), "the batch (8 > 2) is held whole: no account blocked")
 			require.Contains(t, g.Tripped(), "8 deprovisions within 1h0m0s would exceed --max-deprovision=2")
+			require.Equal(t, 8, b.count(`SELECT count(*) FROM auth0_sync_logs WHERE status = 'held' AND action = 'guard_hold'`),
+				"one audit row per held deprovision, when the settled batch is held")
 
 			// Held: any number of cycles cost no Auth0 call and no audit row.
 			logs := b.count(`SELECT count(*) FROM auth0_sync_logs`)

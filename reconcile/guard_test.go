@@ -236,6 +236,9 @@ func TestGuardScanBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, orphans("auth0|a"), allowed, "known ones keep their verdict; the new batch is held whole")
 	require.Equal(t, map[string]int{"allowed": 2, "held": 2}, b.states())
+	var audited int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM auth0_sync_logs WHERE status = 'held' AND action = 'guard_hold' AND response_data->>'kind' = 'orphan'`).Scan(&audited))
+	require.Equal(t, 2, audited, "one audit row per held orphan")
 }
 
 func TestParseLimit(t *testing.T) {
