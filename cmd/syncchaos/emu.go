@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/syncd/syncd/auth0/emulator"
@@ -22,8 +24,9 @@ type emu struct {
 	*emulator.Emulator
 	URL string
 
-	srv  *http.Server
-	done chan error
+	srv     *http.Server
+	capture *capture
+	done    chan error
 }
 
 // startEmu serves a new emulator on addr ("127.0.0.1:0" picks a port).
@@ -39,9 +42,10 @@ func startEmu(addr string, opts emulator.Options, secrets *secretSet) (*emu, err
 	x := &emu{
 		Emulator: e,
 		URL:      "http://" + ln.Addr().String(),
-		srv:      &http.Server{Handler: &capture{next: e, secrets: secrets}, ReadHeaderTimeout: 10 * time.Second, ErrorLog: discardLog},
 		done:     make(chan error, 1),
 	}
+	x.capture = &capture{next: e, secrets: secrets, perUser: map[string]int64{}}
+	x.srv = &http.Server{Handler: x.capture, ReadHeaderTimeout: 10 * time.Second, ErrorLog: discardLog}
 	go func() { x.done <- x.srv.Serve(ln) }()
 	return x, nil
 }
@@ -68,13 +72,31 @@ func (x *emu) callCount(endpoint string, status int) int64 {
 // apiCalls is every /api/v2 request so far.
 func (x *emu) apiCalls() int64 { return x.CallCount("") }
 
+// userCalls returns how many requests reached each account so far, keyed
+// "METHOD user_id" (e.g. "PATCH auth0|abc"; a role request of the account is
+// "GET user_id/roles"). The emulator counts by route only; the mass-delete
+// scenario needs to know which account a block touched.
+func (x *emu) userCalls() map[string]int64 {
+	x.capture.mu.Lock()
+	defer x.capture.mu.Unlock()
+	return maps.Clone(x.capture.perUser)
+}
+
 // capture is the handler in front of the emulator that notes secrets.
 type capture struct {
 	next    http.Handler
 	secrets *secretSet
+
+	mu      sync.Mutex
+	perUser map[string]int64 // requests to /api/v2/users/{id}…, by method and id
 }
 
 func (c *capture) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/api/v2/users/"); ok && rest != "" {
+		c.mu.Lock()
+		c.perUser[r.Method+" "+rest]++
+		c.mu.Unlock()
+	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/oauth/token":
 		tw := &teeWriter{ResponseWriter: w}

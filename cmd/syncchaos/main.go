@@ -2,9 +2,10 @@
 // `syncd run` binary as subprocesses against a throwaway PostgreSQL server and
 // the Auth0 emulator (in this process), breaks things — kill -9 mid-backfill,
 // a Postgres outage, two processes at once, a killed replication leader, bad
-// rows, bad credentials, an unreachable or failing Auth0 — and checks the end
-// state: every employee exactly one account with the right role and
-// app_metadata, no duplicates, no orphans, and no secret in any log line.
+// rows, bad credentials, an unreachable or failing Auth0, a mass DELETE the
+// deprovision guard must hold and release — and checks the end state: every
+// employee exactly one account with the right role and app_metadata, no
+// duplicates, no orphans, and no secret in any log line.
 //
 // It prints a summary table and exits 1 on any loss, duplicate or leak (2 on
 // a bad command line). -short is the version `make test` runs.
