@@ -55,7 +55,8 @@ type daemon struct {
 
 // handle is the work queue's handler: it waits while the breaker is open,
 // then reconciles. It returns an error only when the outcome could not be
-// recorded (the database is down): the queue then retries the key.
+// recorded (the database is down) or shutdown began while it waited on the
+// breaker: the key's outbox rows stay, and the queue retries the key.
 func (d *daemon) handle(ctx context.Context, id int64) error {
 	// Waiting on the breaker ends at shutdown too: the key's outbox rows
 	// stay, so nothing is lost.

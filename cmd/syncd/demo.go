@@ -155,7 +155,7 @@ func demoSummary(ctx context.Context, e *env, dbURL string, every time.Duration)
 		if err != nil {
 			continue
 		}
-		rep, err := readStatus(ctx, conn, 0)
+		rep, err := reconcile.ReadStatus(ctx, conn, 0)
 		conn.Close(ctx)
 		if err != nil {
 			continue

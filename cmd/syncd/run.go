@@ -154,8 +154,11 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	if err != nil {
 		return nil, nil, usagef("DATABASE_URL: not a valid PostgreSQL connection string")
 	}
-	// Each worker holds one connection for its reconcile's lock and briefly
-	// another; the sources and timers need a few more.
+	// A reconcile holds no connection across Auth0 calls (its claim on the
+	// row is a lease, auth0_locked_until): a worker takes one per statement,
+	// two at most while its outcome and the guard's transaction overlap. The
+	// notify source's LISTEN keeps one; the retry timer, guard, drift scan,
+	// rescuer, status metrics and /readyz need a few more, briefly.
 	pcfg.MaxConns = int32(2*c.Workers + 6)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

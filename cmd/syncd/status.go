@@ -18,37 +18,8 @@ func init() {
 	register("status", "show sync status counts, oldest pending age, latest failures and slot lag", cmdStatus)
 }
 
-type statusReport struct {
-	Counts        map[string]int64 `json:"counts"`
-	OldestPending *pendingInfo     `json:"oldest_pending,omitempty"`
-	OutboxRows    int64            `json:"outbox_rows"`
-	Problems      []problemRow     `json:"problems"`
-	Slots         []slotInfo       `json:"replication_slots"`
-	// Deprovisions waits for the mass-deprovision guard (held or settling).
-	Deprovisions []reconcile.HeldDeprovision `json:"deprovisions_waiting"`
-}
-
-type pendingInfo struct {
-	EmployeeID int64   `json:"employee_id"`
-	AgeSeconds float64 `json:"age_seconds"`
-}
-
-type problemRow struct {
-	EmployeeID int64      `json:"employee_id"`
-	Status     string     `json:"status"`
-	Error      string     `json:"error"`
-	Attempts   int        `json:"attempts"`
-	Since      time.Time  `json:"since"`
-	NextTry    *time.Time `json:"next_attempt_at,omitempty"`
-}
-
-type slotInfo struct {
-	Name     string `json:"name"`
-	Active   bool   `json:"active"`
-	LagBytes int64  `json:"lag_bytes"`
-	WALState string `json:"wal_status"`
-}
-
+// cmdStatus is `syncd status`: the read model is reconcile's (ReadStatus);
+// this only parses flags and formats it.
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	var (
 		db     dbConfig
@@ -62,6 +33,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if limit < 0 {
+		return usagef("--limit: must be 0 or more, got %d", limit)
+	}
 	if err := db.validate(); err != nil {
 		return err
 	}
@@ -70,7 +44,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	rep, err := readStatus(ctx, conn, limit)
+	rep, err := reconcile.ReadStatus(ctx, conn, limit)
 	if err != nil {
 		return err
 	}
@@ -83,63 +57,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func readStatus(ctx context.Context, conn *pgx.Conn, limit int) (*statusReport, error) {
-	rep := &statusReport{Counts: map[string]int64{}}
-	rows, err := conn.Query(ctx, `SELECT auth0_sync_status, count(*) FROM employees GROUP BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("count statuses: %w", err)
-	}
-	for rows.Next() {
-		var s string
-		var n int64
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, err
-		}
-		rep.Counts[s] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count statuses: %w", err)
-	}
-	var p pendingInfo
-	err = conn.QueryRow(ctx, `SELECT employee_id, extract(epoch FROM now() - created_at)::float8 FROM auth0_outbox ORDER BY id LIMIT 1`).Scan(&p.EmployeeID, &p.AgeSeconds)
-	if err == nil {
-		rep.OldestPending = &p
-	} else if err != pgx.ErrNoRows {
-		return nil, fmt.Errorf("oldest pending: %w", err)
-	}
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM auth0_outbox`).Scan(&rep.OutboxRows); err != nil {
-		return nil, fmt.Errorf("count outbox: %w", err)
-	}
-	rows, err = conn.Query(ctx, `SELECT e.id, e.auth0_sync_status, coalesce(e.auth0_sync_error, ''), e.auth0_sync_attempts,
-			coalesce((SELECT max(l.created_at) FROM auth0_sync_logs l WHERE l.employee_id = e.id), now()), e.auth0_next_attempt_at
-		  FROM employees e WHERE e.auth0_sync_status IN ('failed', 'conflict', 'retrying')
-		 ORDER BY 5 DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("latest problems: %w", err)
-	}
-	rep.Problems, err = pgx.CollectRows(rows, pgx.RowToStructByPos[problemRow])
-	if err != nil {
-		return nil, fmt.Errorf("latest problems: %w", err)
-	}
-	rows, err = conn.Query(ctx, `SELECT slot_name, active, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::int8,
-			coalesce(wal_status, '') FROM pg_replication_slots WHERE database = current_database() AND plugin = 'pgoutput' ORDER BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("replication slots: %w", err)
-	}
-	rep.Slots, err = pgx.CollectRows(rows, pgx.RowToStructByPos[slotInfo])
-	if err != nil {
-		return nil, fmt.Errorf("replication slots: %w", err)
-	}
-	if rep.Deprovisions, err = reconcile.Waiting(ctx, conn); err != nil {
-		return nil, err
-	}
-	if rep.Deprovisions == nil {
-		rep.Deprovisions = []reconcile.HeldDeprovision{}
-	}
-	return rep, nil
-}
-
-func printStatus(e *env, rep *statusReport) {
+func printStatus(e *env, rep *reconcile.StatusReport) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STATUS\tEMPLOYEES")
 	var total int64
