@@ -29,6 +29,11 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // has failed.
 const waitLong = 60 * time.Second
 
+// pollEvery is how often a test looks whether what it waits for happened
+// (most looks are a query: a shorter pause costs CPU that the other tests
+// of the suite need).
+const pollEvery = 25 * time.Millisecond
+
 func newPool(tb testing.TB, url string) *pgxpool.Pool {
 	tb.Helper()
 	cfg, err := pgxpool.ParseConfig(url)

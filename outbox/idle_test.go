@@ -62,14 +62,14 @@ func TestIdleSourcesDoOnlyTheirTimersWork(t *testing.T) {
 	follower := NewReplicationSource(countingPool(t, url, &queries), url, q, replCfg)
 	retry := NewRetryTimer(pool, q, RetryConfig{Interval: retryI})
 	start(t, q, notifySrc, leader, retry)
-	require.Eventually(t, leader.IsLeader, waitLong, 5*time.Millisecond)
+	require.Eventually(t, leader.IsLeader, waitLong, pollEvery)
 	start(t, follower)
 
 	// Warm up: one key through both sources.
 	ids := insertEmployees(t, pool, 1)
 	require.Eventually(t, func() bool {
 		return rec.handledAll(ids) && count(t, pool, "SELECT count(*) FROM auth0_outbox") == 0 && leader.Outstanding() == 0
-	}, waitLong, 5*time.Millisecond)
+	}, waitLong, pollEvery)
 
 	began := time.Now()
 	q0, w0 := queries.n.Load(), leader.counters.wakeups.Load()+follower.counters.wakeups.Load()

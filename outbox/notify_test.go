@@ -24,15 +24,15 @@ func TestNotifyListenerKilledReconnectsAndCatchesUp(t *testing.T) {
 	listeners := func() int {
 		return count(t, f.pool, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1", listenerAppName)
 	}
-	require.Eventually(t, func() bool { return listeners() == 1 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return listeners() == 1 }, waitLong, pollEvery)
 	exec(t, f.pool, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1", listenerAppName)
 	missed := insertEmployees(t, f.pool, 20) // while nobody listens (the reconnect waits ≥50ms)
-	require.Eventually(t, func() bool { return p.rec.handledAll(missed) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return p.rec.handledAll(missed) && f.outbox(t) == 0 }, waitLong, pollEvery,
 		"the claim after the reconnect finds what was missed")
-	require.Eventually(t, func() bool { return listeners() == 1 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return listeners() == 1 }, waitLong, pollEvery)
 
 	later := insertEmployees(t, f.pool, 1)
-	require.Eventually(t, func() bool { return p.rec.handledAll(later) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return p.rec.handledAll(later) && f.outbox(t) == 0 }, waitLong, pollEvery,
 		"notifications arrive on the new connection")
 }
 
@@ -44,7 +44,7 @@ func TestNotifyPollFindsRowsWithoutNotification(t *testing.T) {
 	// Written behind the triggers' back: no NOTIFY.
 	exec(t, f.pool, "INSERT INTO auth0_outbox (employee_id, op) VALUES (4242, 'resync')")
 	require.Equal(t, int64(4242), recv(t, p.rec.seen))
-	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery)
 }
 
 func TestNotifyExpiredLeaseIsClaimedAgain(t *testing.T) {
@@ -70,7 +70,7 @@ func TestNotifyExpiredLeaseIsClaimedAgain(t *testing.T) {
 
 	exec(t, f.pool, "UPDATE auth0_outbox SET locked_until = now() - interval '1 second' WHERE locked_by = 'dead-process'")
 	require.Equal(t, int64(1), recv(t, p.rec.seen), "the expired lease is claimed again")
-	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery)
 	require.Equal(t, 1, p.rec.runsOf(1), "both rows of the key in one run")
 }
 
@@ -140,7 +140,7 @@ func TestNotifyShutdownReleasesUnhandledRows(t *testing.T) {
 		"the others are released for another process at once")
 
 	next := startProc(t, kindNotify, f.url, f.opts)
-	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery)
 	for _, id := range ids {
 		if id != first {
 			require.Equal(t, 1, next.rec.runsOf(id))

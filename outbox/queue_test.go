@@ -154,7 +154,10 @@ func TestQueueNeverRunsAKeyTwiceAtOnce(t *testing.T) {
 	defer mu.Unlock()
 	require.Zero(t, overlaps)
 	require.LessOrEqual(t, maxSeen, workers)
-	require.Less(t, runs.Load(), int64(16000), "coalesced")
+	// How many runs the 16,000 enqueues took depends on the machine's
+	// speed; coalescing is proven where it is forced (TestQueueCoalescesWhileInFlight,
+	// TestSourceBurstOfUpdatesIsCoalesced).
+	require.Positive(t, runs.Load())
 }
 
 func TestQueueRetriesFailuresWithBackoff(t *testing.T) {

@@ -52,19 +52,19 @@ func TestReplicationConfirmedFlushAdvancesAsWorkCompletes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, kindReplication, pgtest.NewDatabase(t))
 	p := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 
 	ids := insertEmployees(t, f.pool, 5)
 	afterInsert := f.walLSN(t)
-	require.Eventually(t, func() bool { return p.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return f.confirmed(t) >= afterInsert }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return p.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, pollEvery)
+	require.Eventually(t, func() bool { return f.confirmed(t) >= afterInsert }, waitLong, pollEvery,
 		"the slot confirms the handled transaction")
 
 	// WAL that does not concern the outbox: an idle slot follows the
 	// server's keepalives instead of pinning it.
 	exec(t, f.pool, "INSERT INTO auth0_sync_logs (action, status) SELECT 'noise', 'ok' FROM generate_series(1, 100)")
 	afterNoise := f.walLSN(t)
-	require.Eventually(t, func() bool { return f.confirmed(t) >= afterNoise }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return f.confirmed(t) >= afterNoise }, waitLong, pollEvery,
 		"nothing in flight: the slot advances to the keepalive's WAL end")
 	require.True(t, p.repl.IsLeader())
 	require.Eventually(t, func() bool { return p.repl.SlotLagBytes() < 1<<20 }, waitLong, 10*time.Millisecond)
@@ -85,7 +85,7 @@ func TestReplicationKilledBeforeAckDeliversAgain(t *testing.T) {
 	}
 	f.opts.retryDelay = time.Hour
 	first := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 
 	ids := insertEmployees(t, f.pool, 1)
 	after := f.walLSN(t)
@@ -99,7 +99,7 @@ func TestReplicationKilledBeforeAckDeliversAgain(t *testing.T) {
 	f.opts.handler = nil
 	second := startProc(t, kindReplication, f.url, f.opts)
 	require.Equal(t, ids[0], recv(t, second.rec.seen), "the key is delivered again after the restart")
-	require.Eventually(t, func() bool { return f.outbox(t) == 0 && f.confirmed(t) >= after }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.outbox(t) == 0 && f.confirmed(t) >= after }, waitLong, pollEvery)
 }
 
 func TestReplicationGracefulHandover(t *testing.T) {
@@ -109,20 +109,20 @@ func TestReplicationGracefulHandover(t *testing.T) {
 	f.opts.rec = rec
 	a := startProc(t, kindReplication, f.url, f.opts)
 	b := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return a.repl.IsLeader() != b.repl.IsLeader() }, waitLong, 5*time.Millisecond, "exactly one leader")
+	require.Eventually(t, func() bool { return a.repl.IsLeader() != b.repl.IsLeader() }, waitLong, pollEvery, "exactly one leader")
 	leader, follower := a, b
 	if b.repl.IsLeader() {
 		leader, follower = b, a
 	}
-	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 	ids := insertEmployees(t, f.pool, 10)
-	require.Eventually(t, func() bool { return rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, pollEvery)
 	require.False(t, follower.repl.IsLeader(), "the follower waits")
 
 	leader.stop(t) // resigns
-	require.Eventually(t, func() bool { return follower.repl.IsLeader() }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return follower.repl.IsLeader() }, waitLong, pollEvery)
 	more := insertEmployees(t, f.pool, 10)
-	require.Eventually(t, func() bool { return rec.handledAll(more) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return rec.handledAll(more) && f.outbox(t) == 0 }, waitLong, pollEvery)
 }
 
 func TestReplicationFollowerTakesOverWhenLeaderDies(t *testing.T) {
@@ -137,18 +137,18 @@ func TestReplicationFollowerTakesOverWhenLeaderDies(t *testing.T) {
 	px := newProxy(t, hostPort(t, f.url))
 	leaderURL := viaProxy(t, f.url, px)
 	leader := startProc(t, kindReplication, leaderURL, f.opts)
-	require.Eventually(t, func() bool { return leader.repl.IsLeader() && f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return leader.repl.IsLeader() && f.slotActive(t) }, waitLong, pollEvery)
 	follower := startProc(t, kindReplication, f.url, f.opts)
 
 	ids := insertEmployees(t, f.pool, 10)
-	require.Eventually(t, func() bool { return rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, pollEvery)
 	require.False(t, follower.repl.IsLeader())
 
 	px.cut()
 	more := insertEmployees(t, f.pool, 10)
-	require.Eventually(t, func() bool { return follower.repl.IsLeader() }, waitLong, 5*time.Millisecond, "the follower takes over")
-	require.Eventually(t, func() bool { return rec.handledAll(more) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return !leader.repl.IsLeader() }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return follower.repl.IsLeader() }, waitLong, pollEvery, "the follower takes over")
+	require.Eventually(t, func() bool { return rec.handledAll(more) && f.outbox(t) == 0 }, waitLong, pollEvery)
+	require.Eventually(t, func() bool { return !leader.repl.IsLeader() }, waitLong, pollEvery,
 		"the cut-off leader notices that its lease expired")
 }
 
@@ -160,9 +160,9 @@ func TestReplicationLostSlotIsRecreatedAndOutboxScanned(t *testing.T) {
 	exec(t, f.pool, "SELECT pg_reload_conf()")
 
 	first := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 	first.stop(t)
-	require.Eventually(t, func() bool { return !f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return !f.slotActive(t) }, waitLong, pollEvery)
 
 	ids := insertEmployees(t, f.pool, 50)
 	// Enough WAL, and checkpoints, for Postgres to invalidate the idle slot.
@@ -177,13 +177,13 @@ func TestReplicationLostSlotIsRecreatedAndOutboxScanned(t *testing.T) {
 	var logs bufferLogger
 	f.opts.logger = slog.New(slog.NewTextHandler(&logs, nil))
 	second := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return second.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return second.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, pollEvery,
 		"the catch-up scan finds the rows the lost slot will never stream")
 	require.Equal(t, 0, count(t, f.pool, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND wal_status = 'lost'", f.opts.slot))
 	require.Contains(t, logs.String(), "recreating it")
 
 	more := insertEmployees(t, f.pool, 5)
-	require.Eventually(t, func() bool { return second.rec.handledAll(more) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return second.rec.handledAll(more) && f.outbox(t) == 0 }, waitLong, pollEvery,
 		"the new slot streams")
 }
 
@@ -228,7 +228,7 @@ func TestReplicationReportsSlotLag(t *testing.T) {
 	f.opts.drain = time.Millisecond
 	p := startProc(t, kindReplication, f.url, f.opts)
 	defer close(release)
-	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 	insertEmployees(t, f.pool, 1)
 	exec(t, f.pool, "INSERT INTO auth0_sync_logs (action, status) SELECT 'noise', repeat('x', 500) FROM generate_series(1, 1000)")
 	require.Eventually(t, func() bool { return p.repl.SlotLagBytes() > 1<<16 }, waitLong, 10*time.Millisecond)
@@ -243,7 +243,7 @@ func TestReplicationKeepsTheURLPasswordOutOfLogs(t *testing.T) {
 	// A reachable pool for the lease, an unreachable stream with a password.
 	f.opts.replURL = "postgres://syncd:hunter2-secret@127.0.0.1:1/app?sslmode=disable&connect_timeout=1"
 	p := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "replication stream") }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "replication stream") }, waitLong, pollEvery)
 	p.stop(t)
 	require.NotContains(t, logs.String(), "hunter2")
 
@@ -287,7 +287,7 @@ func TestReplicationWaitsUntilATransactionIsVisible(t *testing.T) {
 	// The lease renewals commit too, and would wait for the standby.
 	f.opts.leaderTTL = time.Hour
 	p := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 
 	ctx := context.Background()
 	setStandby := func(names string) {
@@ -317,8 +317,8 @@ func TestReplicationWaitsUntilATransactionIsVisible(t *testing.T) {
 	// the walsender streams the transaction while nobody else can see it.
 	require.Eventually(t, func() bool {
 		return count(t, f.pool, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == 1
-	}, waitLong, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return p.repl.counters.gateHeld.Load() > 0 || rec.total.Load() > 0 }, waitLong, 5*time.Millisecond,
+	}, waitLong, pollEvery)
+	require.Eventually(t, func() bool { return p.repl.counters.gateHeld.Load() > 0 || rec.total.Load() > 0 }, waitLong, pollEvery,
 		"the source decoded the commit")
 	require.Zero(t, rec.total.Load(), "no key is handed out while its transaction is invisible")
 	require.Equal(t, 1, p.repl.Outstanding(), "the waiting key counts against MaxOutstanding")
@@ -327,7 +327,7 @@ func TestReplicationWaitsUntilATransactionIsVisible(t *testing.T) {
 	require.NoError(t, <-inserted)
 	id := recv(t, rec.seen)
 	require.Equal(t, "Held", rec.nameOf(id), "the handler saw the row")
-	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, 5*time.Millisecond, "its ack deleted the outbox row")
+	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery, "its ack deleted the outbox row")
 }
 
 // TestReplicationStopsReadingWhenTheQueueIsFull: while no key can be handled
@@ -350,7 +350,7 @@ func TestReplicationStopsReadingWhenTheQueueIsFull(t *testing.T) {
 	const maxOut = 20
 	f.opts.maxOut = maxOut
 	p := startProc(t, kindReplication, f.url, f.opts)
-	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 
 	// One key per transaction: the stream would otherwise hand out 200.
 	var ids []int64
@@ -358,7 +358,7 @@ func TestReplicationStopsReadingWhenTheQueueIsFull(t *testing.T) {
 		ids = append(ids, insertEmployees(t, f.pool, 1)...)
 	}
 	after := f.walLSN(t)
-	require.Eventually(t, func() bool { return p.repl.counters.backpressure.Load() > 0 }, waitLong, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return p.repl.counters.backpressure.Load() > 0 }, waitLong, pollEvery,
 		"the source stops reading")
 	p.repl.mu.Lock()
 	peak := p.repl.peak
@@ -367,8 +367,8 @@ func TestReplicationStopsReadingWhenTheQueueIsFull(t *testing.T) {
 	require.Less(t, f.confirmed(t), after, "what was not read is not confirmed")
 
 	close(release)
-	require.Eventually(t, func() bool { return rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return f.confirmed(t) >= after }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, pollEvery)
+	require.Eventually(t, func() bool { return f.confirmed(t) >= after }, waitLong, pollEvery)
 	p.repl.mu.Lock()
 	require.LessOrEqual(t, p.repl.peak, maxOut, "and never did")
 	p.repl.mu.Unlock()

@@ -56,13 +56,13 @@ func TestSourceInsertIsHandledAndRowDeleted(t *testing.T) {
 
 			ids := insertEmployees(t, f.pool, 1)
 			require.Equal(t, ids[0], recv(t, p.rec.seen))
-			require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, 5*time.Millisecond, "the outbox row is gone after")
+			require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery, "the outbox row is gone after")
 			require.Equal(t, 1, p.rec.runsOf(ids[0]))
 			require.Equal(t, "E1", p.rec.nameOf(ids[0]))
 
 			// A delete names the key too; the handler finds no row.
 			exec(t, f.pool, "DELETE FROM employees WHERE id = $1", ids[0])
-			require.Eventually(t, func() bool { return p.rec.runsOf(ids[0]) == 2 && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return p.rec.runsOf(ids[0]) == 2 && f.outbox(t) == 0 }, waitLong, pollEvery)
 		})
 	}
 }
@@ -107,9 +107,9 @@ func TestSourceBurstOfUpdatesIsCoalesced(t *testing.T) {
 					return p.repl.Outstanding() >= updates+1
 				}
 				return p.notif.Held() == updates+1
-			}, waitLong, 5*time.Millisecond)
+			}, waitLong, pollEvery)
 			close(release)
-			require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery)
 			runs := rec.runsOf(id)
 			t.Logf("%d updates handled in %d runs", updates, runs)
 			require.LessOrEqual(t, runs, 2, "the held run, then one run for all the updates")
@@ -126,7 +126,7 @@ func TestSourceCatchesUpAfterItWasStopped(t *testing.T) {
 			f := newFixture(t, kind, pgtest.NewDatabase(t))
 			first := startProc(t, kind, f.url, f.opts)
 			ids := insertEmployees(t, f.pool, 10)
-			require.Eventually(t, func() bool { return first.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return first.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, pollEvery)
 			first.stop(t)
 
 			// 500 rows change while no process runs.
@@ -135,7 +135,7 @@ func TestSourceCatchesUpAfterItWasStopped(t *testing.T) {
 			require.Equal(t, 500, f.outbox(t))
 
 			second := startProc(t, kind, f.url, f.opts)
-			require.Eventually(t, func() bool { return second.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return second.rec.handledAll(ids) && f.outbox(t) == 0 }, waitLong, pollEvery)
 		})
 	}
 }
