@@ -83,3 +83,17 @@ func BenchmarkCloneDatabase(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+func TestListeningAddr(t *testing.T) {
+	t.Parallel()
+	log := []byte(`{"level":"INFO","msg":"migrated"}
+not json, syncd running
+{"level":"INFO","msg":"syncd running","metrics_addr":"127.0.0.1:4001"}
+{"level":"INFO","msg":"stopped"}
+{"level":"INFO","msg":"syncd running","metrics_addr":"127.0.0.1:4002"}
+`)
+	require.Equal(t, "127.0.0.1:4001", ListeningAddr(log, 0))
+	require.Equal(t, "127.0.0.1:4002", ListeningAddr(log, 1))
+	require.Empty(t, ListeningAddr(log, 2))
+	require.Empty(t, ListeningAddr(nil, 0))
+}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/syncd/syncd/testcontainers"
+
 	"github.com/syncd/syncd/auth0/emulator"
 )
 
@@ -41,11 +43,8 @@ type daemonOptions struct {
 
 // startSyncd starts `syncd run` and waits until /readyz answers 200.
 func (b *bench) startSyncd(ctx context.Context, o daemonOptions) (*syncdProc, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, fmt.Errorf("free port: %w", err)
-	}
-	p := &syncdProc{name: o.name, metrics: addr, logPath: filepath.Join(b.tmp, o.name+".log"), done: make(chan struct{})}
+	p := &syncdProc{name: o.name, logPath: filepath.Join(b.tmp, o.name+".log"), done: make(chan struct{})}
+	var err error
 	if p.logFile, err = os.Create(p.logPath); err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
@@ -61,7 +60,7 @@ func (b *bench) startSyncd(ctx context.Context, o daemonOptions) (*syncdProc, er
 		"AUTH0_CLIENT_SECRET=" + emulator.DefaultClientSecret,
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=" + b.cfg.LogLevel,
-		"METRICS_ADDR=" + addr,
+		"METRICS_ADDR=127.0.0.1:0", // the bound port is read from the log
 	}
 	p.cmd.Stdout = p.logFile
 	p.cmd.Stderr = p.logFile
@@ -84,7 +83,12 @@ func (b *bench) startSyncd(ctx context.Context, o daemonOptions) (*syncdProc, er
 			return nil, ctx.Err()
 		default:
 		}
-		if p.ready() {
+		if p.metrics == "" {
+			if b, err := os.ReadFile(p.logPath); err == nil {
+				p.metrics = testcontainers.ListeningAddr(b, 0)
+			}
+		}
+		if p.metrics != "" && p.ready() {
 			return p, nil
 		}
 		if time.Now().After(deadline) {

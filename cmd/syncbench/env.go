@@ -271,16 +271,6 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// freeAddr returns a free loopback host:port.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // replaceHostPort points a connection URL at another host:port.
 func replaceHostPort(dbURL, hostport string) string {
 	i := strings.Index(dbURL, "@")

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/syncd/syncd/testcontainers"
 )
 
 // proc is one `syncd run` subprocess. Its stdout and stderr (JSON logs) go
@@ -37,17 +39,13 @@ var httpClient = &http.Client{Timeout: 5 * time.Second}
 // startSyncd runs `syncd run` with env (plus PATH and HOME) and args, and
 // waits until its HTTP server answers /healthz (or it exits).
 func (s *suite) startSyncd(ctx context.Context, name string, env map[string]string, args ...string) (*proc, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	n := s.procSeq.Add(1)
 	logPath := filepath.Join(s.workDir, fmt.Sprintf("%03d-%s.log", n, name))
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create log file: %w", err)
 	}
-	environ := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "METRICS_ADDR=" + addr, "LOG_FORMAT=json", "LOG_LEVEL=debug"}
+	environ := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "METRICS_ADDR=127.0.0.1:0", "LOG_FORMAT=json", "LOG_LEVEL=debug"}
 	for k, v := range env {
 		environ = append(environ, k+"="+v)
 	}
@@ -60,7 +58,7 @@ func (s *suite) startSyncd(ctx context.Context, name string, env map[string]stri
 		f.Close()
 		return nil, fmt.Errorf("start syncd: %w", err)
 	}
-	p := &proc{name: name, cmd: cmd, pid: cmd.Process.Pid, metrics: addr, logPath: logPath, started: time.Now(), done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, started: time.Now(), done: make(chan struct{})}
 	go func() {
 		p.exitErr = cmd.Wait()
 		f.Close()
@@ -69,7 +67,13 @@ func (s *suite) startSyncd(ctx context.Context, name string, env map[string]stri
 	s.track(p)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if p.healthy() {
+		// The port syncd bound (it listens on :0) is in its log.
+		if p.metrics == "" {
+			if b, err := os.ReadFile(logPath); err == nil {
+				p.metrics = testcontainers.ListeningAddr(b, 0)
+			}
+		}
+		if p.metrics != "" && p.healthy() {
 			return p, nil
 		}
 		select {

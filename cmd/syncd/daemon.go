@@ -115,7 +115,13 @@ func (d *daemon) Run(ctx context.Context) error {
 			return srv.Shutdown(sctx)
 		})
 	}
-	d.log.InfoContext(ctx, "syncd running", "metrics_addr", d.metricsAddr)
+	// The address actually bound (":0" picks a free port), so that a
+	// supervisor or a test can find the server without guessing a port.
+	listenAddr := d.metricsAddr
+	if a := d.listening.Load(); a != nil {
+		listenAddr = *a
+	}
+	d.log.InfoContext(ctx, "syncd running", "metrics_addr", listenAddr)
 
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()

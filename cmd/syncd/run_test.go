@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/auth0/emulator"
+	"github.com/syncd/syncd/testcontainers"
 	"github.com/syncd/syncd/testcontainers/pgtest"
 )
 
@@ -95,14 +95,6 @@ func newE2E(t *testing.T, eopts emulator.Options) *e2e {
 	return x
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // daemon is a running `syncd run`.
 type runningDaemon struct {
 	cancel context.CancelFunc
@@ -112,10 +104,13 @@ type runningDaemon struct {
 // start runs `syncd run` with the given extra flags until stop.
 func (x *e2e) start(source string, secret string, extra ...string) *runningDaemon {
 	x.t.Helper()
-	x.metrics = freeAddr(x.t)
+	// Port 0: the kernel picks a free port, and syncd logs the one it got
+	// (a port picked beforehand could be taken by another test meanwhile).
+	x.metrics = ""
+	started := strings.Count(x.logs.String(), `"msg":"`+testcontainers.RunningMsg+`"`)
 	environ := map[string]string{
 		"DATABASE_URL": x.dbURL, "AUTH0_DOMAIN": cmp.Or(x.domain, x.emu.URL), "AUTH0_CLIENT_ID": emulator.DefaultClientID,
-		"AUTH0_CLIENT_SECRET": secret, "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "METRICS_ADDR": x.metrics,
+		"AUTH0_CLIENT_SECRET": secret, "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "METRICS_ADDR": "127.0.0.1:0",
 	}
 	args := append([]string{"run", "--source", source, "--slot", "syncd_" + strings.ReplaceAll(strings.ToLower(x.t.Name()), "/", "_"),
 		"--poll-interval", "200ms", "--roles", "associate=production_associate,lead=production_lead", "--workers", "4"}, extra...)
@@ -124,6 +119,10 @@ func (x *e2e) start(source string, secret string, extra ...string) *runningDaemo
 	go func() {
 		d.done <- run(ctx, args, func(k string) string { return environ[k] }, io.Discard, x.logs)
 	}()
+	require.Eventually(x.t, func() bool {
+		x.metrics = testcontainers.ListeningAddr([]byte(x.logs.String()), started)
+		return x.metrics != ""
+	}, 60*time.Second, 10*time.Millisecond, "syncd run says where it listens")
 	x.waitHTTP()
 	return d
 }
