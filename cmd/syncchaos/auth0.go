@@ -148,7 +148,7 @@ func runUnreachable(ctx context.Context, s *suite, r *result) error {
 		return err
 	}
 	defer w.close()
-	addr, err := freeAddr() // nothing listens there once freeAddr returns
+	addr, err := closedAddr() // nothing listens there, and no port-0 bind takes it
 	if err != nil {
 		return err
 	}
