@@ -51,7 +51,11 @@ func (st *stream) run(ctx, runCtx context.Context) error {
 				s.drain()
 			}
 			// Best effort: tell the server what was handled before leaving.
-			_ = st.sendStatus()
+			// A failure here ends the session with an error like any other
+			// (counted, so that a reply it owed is accounted for).
+			if err := st.sendStatus(); err != nil {
+				s.counters.sessionErrors.Add(1)
+			}
 			return nil
 		}
 		pos := st.track.position()

@@ -45,16 +45,7 @@ func (b *bundle) handle(rec *reconcile.Reconciler, id int64) (reconcile.Outcome,
 // handleAll handles every key with outbox rows, as the sources would.
 func (b *bundle) handleAll(rec *reconcile.Reconciler) {
 	b.t.Helper()
-	rows, err := b.pool.Query(b.ctx, `SELECT DISTINCT employee_id FROM auth0_outbox ORDER BY 1`)
-	require.NoError(b.t, err)
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		require.NoError(b.t, rows.Scan(&id))
-		ids = append(ids, id)
-	}
-	require.NoError(b.t, rows.Err())
-	for _, id := range ids {
+	for _, id := range b.ids(`SELECT DISTINCT employee_id FROM auth0_outbox ORDER BY 1`) {
 		_, err := b.handle(rec, id)
 		require.NoError(b.t, err, "employee %d: the key is handled", id)
 	}
@@ -251,6 +242,8 @@ func (l *logBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
 
 func TestNoPersonalOrForeignDataInLogs(t *testing.T) {
 	t.Parallel()

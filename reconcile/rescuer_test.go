@@ -1,11 +1,8 @@
 package reconcile_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,29 +13,11 @@ import (
 	"github.com/syncd/syncd/reconcile"
 )
 
-// lockedBuffer is a log sink safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
 // The rescuer logs a failed look once per cause, not once per attempt, and
 // says once when looking works again.
 func TestRescuerLogsOncePerCause(t *testing.T) {
 	t.Parallel()
-	logs := &lockedBuffer{}
+	logs := &logBuffer{}
 	b := setup(t, func(c *reconcile.Config, _ *emulator.Options) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})

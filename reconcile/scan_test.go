@@ -6,24 +6,27 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/reconcile"
 )
 
+// ids runs a query that returns one bigint column.
+func (b *bundle) ids(query string) []int64 {
+	b.t.Helper()
+	rows, err := b.pool.Query(b.ctx, query)
+	require.NoError(b.t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(b.t, err)
+	return ids
+}
+
 // converge reconciles every employee with 8 workers.
 func (b *bundle) converge() {
 	b.t.Helper()
-	rows, err := b.pool.Query(b.ctx, `SELECT id FROM employees ORDER BY id`)
-	require.NoError(b.t, err)
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		require.NoError(b.t, rows.Scan(&id))
-		ids = append(ids, id)
-	}
-	require.NoError(b.t, rows.Err())
+	ids := b.ids(`SELECT id FROM employees ORDER BY id`)
 	work := make(chan int64)
 	var wg sync.WaitGroup
 	for range 8 {
