@@ -23,6 +23,15 @@ type env struct {
 	flagOf map[string]string
 }
 
+// noteFlag records that the setting of environment variable envName is
+// flag name.
+func (e *env) noteFlag(envName, name string) {
+	if e.flagOf == nil {
+		e.flagOf = map[string]string{}
+	}
+	e.flagOf[envName] = name
+}
+
 type command struct {
 	summary string
 	run     func(ctx context.Context, e *env, args []string) error

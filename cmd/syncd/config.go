@@ -22,7 +22,7 @@ import (
 // The flag wins; a missing or malformed value is one line naming the setting.
 
 func envString(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage string) {
-	e.flagOf[envName] = name
+	e.noteFlag(envName, name)
 	v := def
 	if s := e.getenv(envName); s != "" {
 		v = s
@@ -35,7 +35,7 @@ func envString(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage st
 // secret taken from the environment is not registered as a default: the
 // usage says only whether the variable is set.
 func envSecret(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage string) {
-	e.flagOf[envName] = name
+	e.noteFlag(envName, name)
 	*p = def
 	usage += " (env " + envName + ")"
 	if s := e.getenv(envName); s != "" {
@@ -182,7 +182,7 @@ func formatDuration(d time.Duration) string {
 // fallbacks; a malformed environment value is reported by validate through
 // the returned check.
 func envDuration(fs *flag.FlagSet, e *env, p *time.Duration, name, envName string, def time.Duration, usage string) func() error {
-	e.flagOf[envName] = name
+	e.noteFlag(envName, name)
 	*p = def
 	raw := e.getenv(envName)
 	if raw != "" {
@@ -198,7 +198,7 @@ func envDuration(fs *flag.FlagSet, e *env, p *time.Duration, name, envName strin
 }
 
 func envInt(fs *flag.FlagSet, e *env, p *int, name, envName string, def int, usage string) func() error {
-	e.flagOf[envName] = name
+	e.noteFlag(envName, name)
 	*p = def
 	raw := e.getenv(envName)
 	var bad error
@@ -215,7 +215,7 @@ func envInt(fs *flag.FlagSet, e *env, p *int, name, envName string, def int, usa
 }
 
 func envFloat(fs *flag.FlagSet, e *env, p *float64, name, envName string, def float64, usage string) func() error {
-	e.flagOf[envName] = name
+	e.noteFlag(envName, name)
 	*p = def
 	raw := e.getenv(envName)
 	var bad error
@@ -232,7 +232,7 @@ func envFloat(fs *flag.FlagSet, e *env, p *float64, name, envName string, def fl
 }
 
 func envBool(fs *flag.FlagSet, e *env, p *bool, name, envName string, usage string) func() error {
-	e.flagOf[envName] = name
+	e.noteFlag(envName, name)
 	raw := e.getenv(envName)
 	var bad error
 	if raw != "" {

@@ -224,7 +224,7 @@ func demoSettingsLine(c *runConfig) string {
 func demoSummary(ctx context.Context, e *env, dbURL string, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := ""
+	var summary demoSummarizer
 	for {
 		select {
 		case <-ctx.Done():
@@ -240,11 +240,23 @@ func demoSummary(ctx context.Context, e *env, dbURL string, every time.Duration)
 		if err != nil {
 			continue
 		}
-		if line := summaryLine(rep); line != last {
+		if line, changed := summary.next(rep); changed {
 			fmt.Fprintf(e.stdout, "── %s  employees: %s\n", time.Now().Format(time.TimeOnly), line)
-			last = line
 		}
 	}
+}
+
+// demoSummarizer remembers the last summary line printed.
+type demoSummarizer struct{ last string }
+
+// next returns rep's summary line and whether it differs from the last one.
+func (s *demoSummarizer) next(rep *reconcile.StatusReport) (string, bool) {
+	line := summaryLine(rep)
+	if line == s.last {
+		return line, false
+	}
+	s.last = line
+	return line, true
 }
 
 // summaryLine is the non-zero status counts of rep, and what the guard holds.
