@@ -385,6 +385,7 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		return 1
 	})
 	for _, g := range skipped {
+		slices.Sort(g.EmployeeIDs)
 		res.NotCompared = append(res.NotCompared, *g)
 	}
 	slices.SortFunc(res.NotCompared, func(a, b NotCompared) int {
