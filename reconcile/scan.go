@@ -40,7 +40,8 @@ type Drift struct {
 }
 
 // Orphan is a managed account (app_metadata.created_by is ours, or it
-// carries an employee_id) that no employee row is linked to.
+// carries an employee_id) that no employee row is linked to, and that syncd
+// has not deprovisioned already (those are ScanResult.Deprovisioned).
 type Orphan struct {
 	UserID     string `json:"auth0_user_id"`
 	Email      string `json:"email,omitempty"`
