@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +276,14 @@ func TestMaskDatabaseURL(t *testing.T) {
 	} {
 		require.Equal(t, want, maskDatabaseURL(in))
 	}
+}
+
+// A JSON log line gives a duration with its unit, never bare nanoseconds.
+func TestJSONLogDurationsHaveUnits(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	c := logConfig{Format: "json", Level: "info"}
+	c.logger(&buf).Info("employee converged", "took", 1500*time.Millisecond, slog.Group("g", "timeout", 10*time.Second))
+	require.Contains(t, buf.String(), `"took":"1.5s"`)
+	require.Contains(t, buf.String(), `"g":{"timeout":"10s"}`)
 }
