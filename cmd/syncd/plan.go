@@ -157,6 +157,10 @@ func plan(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// maxApplyIDs is the most ids the text output puts on its resync line; the
+// JSON's apply has them all.
+const maxApplyIDs = 50
+
 // cmpPlan makes an empty plan [] in JSON.
 func cmpPlan(p reconcile.Plan) reconcile.Plan {
 	if p == nil {
@@ -202,7 +206,11 @@ func printPlan(e *env, out *planOutput, deprovision string) {
 			fmt.Fprintf(e.stdout, "\n%d of these would %s an account (subject to --max-deprovision).\n", n, deprovision)
 		}
 		fmt.Fprintln(e.stdout)
-		if out.Apply != "" {
+		switch n := len(res.Drifted); {
+		case n > maxApplyIDs:
+			fmt.Fprintf(e.stdout, "To apply it now (a running syncd does; its next drift scan would too), for the %d drifted rows:\n"+
+				"  syncd plan --json | jq -r .apply | sh     (or syncd resync --all, which redoes every row)\n", n)
+		case out.Apply != "":
 			fmt.Fprintf(e.stdout, "To apply it now (a running syncd does; its next drift scan would too):\n  %s\n", out.Apply)
 		}
 		if n := res.ActionableOrphans(); n > 0 {
