@@ -66,15 +66,27 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 
 func printStatus(e *env, rep *reconcile.StatusReport) {
 	failed, conflict, retrying := rep.Counts[reconcile.StatusFailed], rep.Counts[reconcile.StatusConflict], rep.Counts[reconcile.StatusRetrying]
-	switch {
-	case failed+conflict > 0:
-		fmt.Fprintf(e.stdout, "Needs a person: %d failed, %d conflict (exit status 3); %d retrying by themselves.\n\n", failed, conflict, retrying)
-	case retrying > 0:
-		fmt.Fprintf(e.stdout, "Nothing needs a person; %d retrying by themselves.\n\n", retrying)
-	default:
-		fmt.Fprintln(e.stdout, "Nothing needs a person.")
-		fmt.Fprintln(e.stdout)
+	held := 0
+	for _, d := range rep.Deprovisions {
+		if d.State == reconcile.Held {
+			held++
+		}
 	}
+	var needs []string
+	if failed+conflict > 0 {
+		needs = append(needs, fmt.Sprintf("%d failed, %d conflict (exit status 3)", failed, conflict))
+	}
+	if held > 0 {
+		needs = append(needs, plural(held, "deprovision", "deprovisions")+" held by the mass-deprovision guard")
+	}
+	headline := "Nothing needs a person"
+	if len(needs) > 0 {
+		headline = "Needs a person: " + strings.Join(needs, "; ")
+	}
+	if retrying > 0 {
+		headline += fmt.Sprintf("; %d retrying by themselves", retrying)
+	}
+	fmt.Fprintf(e.stdout, "%s.\n\n", headline)
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STATUS\tEMPLOYEES")
 	var total int64
