@@ -37,6 +37,7 @@ func TestFlagMistakeIsOneLine(t *testing.T) {
 		{[]string{"run", "--frobnicate"}, "syncd: unknown flag --frobnicate; `syncd run -h` lists the flags"},
 		{[]string{"run", "--workers", "many"}, "syncd: invalid value \"many\" for --workers: parse error; `syncd run -h` lists the flags"},
 		{[]string{"status", "--limit"}, "syncd: --limit needs a value; `syncd status -h` lists the flags"},
+		{[]string{"run", "--migrate=maybe"}, "syncd: invalid boolean value \"maybe\" for --migrate: parse error; `syncd run -h` lists the flags"},
 		{[]string{"stauts"}, "syncd: unknown command \"stauts\" (did you mean status?); `syncd help` lists the commands"},
 	}
 	for _, tt := range tests {
