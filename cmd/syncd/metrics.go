@@ -243,5 +243,10 @@ func (o observer) TokenRefresh(err error) {
 	if errors.As(err, &ae) {
 		status = ae.StatusCode
 	}
+	if msg, ok := credentialProblem(err); ok {
+		// One refusal proves it: say it, leading with the cause.
+		o.b.Trip(breaker.CauseCredentials, msg)
+		return
+	}
 	o.b.Record(breaker.CauseOfTokenFailure(status))
 }

@@ -1,0 +1,45 @@
+package faultlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSaysCausesNotAttempts(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	tr := New(slog.New(slog.NewTextHandler(&buf, nil)), "claim outbox rows")
+	ctx := context.Background()
+	tr.OK(ctx) // healthy: nothing to say
+	require.Empty(t, buf.String())
+
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() { tr.Fail(ctx, "connection refused", errors.New("dial: connection refused")) })
+	}
+	wg.Wait()
+	for range 5 {
+		tr.Fail(ctx, "password authentication failed", errors.New("FATAL: password authentication failed"))
+	}
+	failing, cause := tr.Failing()
+	require.True(t, failing)
+	require.Equal(t, "password authentication failed", cause)
+	tr.OK(ctx)
+	tr.OK(ctx)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 3, buf.String())
+	require.Contains(t, lines[0], "level=WARN")
+	require.Contains(t, lines[0], "connection refused")
+	require.Contains(t, lines[1], "another cause")
+	require.Contains(t, lines[2], "works again")
+	require.Contains(t, lines[2], "failures=55")
+	failing, _ = tr.Failing()
+	require.False(t, failing)
+}
