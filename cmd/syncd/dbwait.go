@@ -58,7 +58,7 @@ func waitForDatabase(ctx context.Context, url, metricsAddr string, log *slog.Log
 	}
 	defer stopServer()
 	faults := faultlog.New(log, "waiting for the database (syncd starts once it answers)")
-	faults.Fail(ctx, dbCause(err), errors.New(dbCause(err)))
+	faults.Fail(ctx, dbCauseKey(err), errors.New(dbCause(err)))
 	pause := 500 * time.Millisecond
 	for {
 		t := time.NewTimer(pause)
@@ -79,7 +79,7 @@ func waitForDatabase(ctx context.Context, url, metricsAddr string, log *slog.Log
 			return errStopped
 		}
 		cause.Store(dbCause(err))
-		faults.Fail(ctx, dbCause(err), errors.New(dbCause(err)))
+		faults.Fail(ctx, dbCauseKey(err), errors.New(dbCause(err)))
 	}
 }
 
@@ -108,6 +108,17 @@ func dbCause(err error) string {
 		return "no answer (timeout)"
 	}
 	return faultlog.Cause(err)
+}
+
+// dbCauseKey names the kind of cause, for saying it once: the server's
+// SQLSTATE when it answered, else "network" (refused, reset, closed, timed
+// out: one cause however the connection ended).
+func dbCauseKey(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return "sqlstate " + pe.Code
+	}
+	return "network"
 }
 
 // waitingRoutes is the HTTP server of a syncd waiting for its database.

@@ -280,6 +280,7 @@ func (d *daemon) watchReplication(ctx context.Context, replURL, slot string) err
 // change, that it was lost or is back; /readyz says why meanwhile.
 func (d *daemon) watchDatabase(ctx context.Context) error {
 	var since time.Time
+	var lastKey string
 	failed := 0
 	for {
 		if err := sleepCtx(ctx, 2*time.Second); err != nil {
@@ -292,14 +293,15 @@ func (d *daemon) watchDatabase(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			cause := dbCause(err)
-			if old := d.faults.db.Load(); old == nil || *old != cause {
-				if old == nil {
+			cause, key := dbCause(err), dbCauseKey(err)
+			if d.faults.db.Load() == nil || key != lastKey {
+				if d.faults.db.Load() == nil {
 					since = time.Now()
 				}
 				d.log.ErrorContext(ctx, "database unreachable: syncd waits for it; work resumes by itself", "error", cause)
 			}
 			failed++
+			lastKey = key
 			d.faults.db.Store(&cause)
 			continue
 		}

@@ -7,6 +7,9 @@ package faultlog
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"syscall"
 	"log/slog"
 	"sync"
 	"time"
@@ -72,10 +75,22 @@ func (t *Tracker) Failing() (bool, string) {
 	return t.cause != "", t.cause
 }
 
-// Cause is a stable name for err's cause: the text of the innermost error it
-// wraps, which leaves out what a wrapper adds per attempt (an employee id, a
-// row count).
+// Cause is a stable name for err's cause. A database's answer is its
+// SQLSTATE; a connection that is refused, reset, closed or silent is one
+// cause ("no connection"), however each attempt happened to end; anything
+// else is the text of the innermost error it wraps, which leaves out what a
+// wrapper adds per attempt (an employee id, a row count).
 func Cause(err error) string {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) && st.SQLState() != "" {
+		return "sqlstate " + st.SQLState()
+	}
+	var ne net.Error
+	var errno syscall.Errno
+	if errors.As(err, &ne) || errors.As(err, &errno) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+		return "no connection"
+	}
 	for {
 		next := errors.Unwrap(err)
 		if next == nil {

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"log/slog"
 	"strings"
 	"sync"
@@ -42,4 +46,19 @@ func TestSaysCausesNotAttempts(t *testing.T) {
 	require.Contains(t, lines[2], "failures=55")
 	failing, _ = tr.Failing()
 	require.False(t, failing)
+}
+
+type sqlStateError struct{ code string }
+
+func (e *sqlStateError) Error() string    { return "ERROR: permission denied (SQLSTATE " + e.code + ")" }
+func (e *sqlStateError) SQLState() string { return e.code }
+
+func TestCause(t *testing.T) {
+	t.Parallel()
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	require.Equal(t, "no connection", Cause(fmt.Errorf("claim: %w", reset)))
+	require.Equal(t, "no connection", Cause(fmt.Errorf("claim: failed to receive message: %w", io.ErrUnexpectedEOF)))
+	require.Equal(t, "no connection", Cause(fmt.Errorf("dial: %w", syscall.ECONNREFUSED)))
+	require.Equal(t, "sqlstate 42501", Cause(fmt.Errorf("employee 42: %w", &sqlStateError{"42501"})))
+	require.Equal(t, "employee is busy", Cause(fmt.Errorf("employee 42: %w", errors.New("employee is busy"))))
 }
