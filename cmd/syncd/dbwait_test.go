@@ -183,7 +183,9 @@ func TestStopsAtOnceWhileWaitingForTheDatabase(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run"}, func(k string) string { return environ[k] }, io.Discard, logs) }()
+	go func() {
+		done <- run(ctx, []string{"run"}, func(k string) string { return environ[k] }, io.Discard, logs)
+	}()
 	require.True(t, assertEventually(func() bool { return strings.Contains(logs.String(), "waiting for the database") }, 60*time.Second))
 	cancel()
 	select {

@@ -8,10 +8,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"syscall"
 	"log/slog"
+	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
