@@ -70,9 +70,9 @@ func (c Config) ConfigFault(err error) *ConfigError {
 	case strings.Contains(msg, "does not support user creation"):
 		return c.fault("Connection", conn, fmt.Errorf("the connection %q cannot create users through the API (it is not a database connection)", conn), "fix %s")
 	case strings.Contains(msg, "Missing required property: username") && c.Username == UsernameOff:
-		return c.fault("Username", string(c.Username), fmt.Errorf("the connection %q requires usernames and syncd sends none", conn), "start syncd with %s local-part")
+		return c.fault("Username", string(c.Username), fmt.Errorf("the connection %q requires usernames and syncd sends none", conn), "set %s to local-part")
 	case strings.Contains(msg, "without requires_username"):
-		return c.fault("Username", string(c.Username), fmt.Errorf("the connection %q does not accept usernames", conn), "start syncd with %s off")
+		return c.fault("Username", string(c.Username), fmt.Errorf("the connection %q does not accept usernames", conn), "set %s to off")
 	}
 	return nil
 }
@@ -188,10 +188,10 @@ func (r *Reconciler) CheckTenant(ctx context.Context, api TenantAPI) (TenantChec
 		return tc, fmt.Errorf("check connection: %w", err)
 	case conn.Options.RequiresUsername && c.Username == UsernameOff:
 		tc.Faults = append(tc.Faults, c.fault("Username", string(c.Username), fmt.Errorf("the connection %q requires usernames and syncd sends none", c.Connection),
-			"start syncd with %s local-part"))
+			"set %s to local-part"))
 	case !conn.Options.RequiresUsername && c.Username == UsernameLocalPart:
 		tc.Faults = append(tc.Faults, c.fault("Username", string(c.Username), fmt.Errorf("the connection %q does not accept usernames", c.Connection),
-			"start syncd with %s off"))
+			"set %s to off"))
 	}
 	return tc, nil
 }

@@ -149,3 +149,38 @@ func TestMissingScopeHoldsWorkUntilGranted(t *testing.T) {
 	d.stop(t)
 	require.Equal(t, 1, x.holdLines(fault))
 }
+
+// A connection that requires usernames while syncd sends none is a setting
+// only a restart can fix: found at start, it is one line and exit status 2.
+func TestUsernamesTheConnectionRequiresExit2(t *testing.T) {
+	t.Parallel()
+	x := newE2E(t, emulator.Options{RequiresUsername: true})
+	x.exec(`INSERT INTO employees (name, email) VALUES ('E', 'e@example.com')`)
+	code, _, stderr := runCLI(t, map[string]string{"DATABASE_URL": x.dbURL, "AUTH0_DOMAIN": x.emu.URL, "AUTH0_CLIENT_ID": emulator.DefaultClientID,
+		"AUTH0_CLIENT_SECRET": emulator.DefaultClientSecret, "LOG_FORMAT": "json", "METRICS_ADDR": ""}, "run")
+	require.Equal(t, 2, code, stderr)
+	require.Contains(t, stderr, `syncd: the connection "Username-Password-Authentication" requires usernames and syncd sends none: set --username (SYNCD_USERNAME) to local-part`+"\n")
+	require.Equal(t, 1, x.countStatus("pending"))
+}
+
+// A wrong client secret reads as what it is, first, in plan, run and status
+// (issue 19, item 10) — not as a role problem.
+func TestWrongSecretLeadsWithTheCause(t *testing.T) {
+	t.Parallel()
+	x := newE2E(t, emulator.Options{})
+	x.exec(`INSERT INTO employees (name, email) VALUES ('E', 'e@example.com')`)
+	want := "Auth0 refused the client credentials (401 invalid_client): check AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET"
+	environ := map[string]string{"DATABASE_URL": x.dbURL, "AUTH0_DOMAIN": x.emu.URL, "AUTH0_CLIENT_ID": emulator.DefaultClientID,
+		"AUTH0_CLIENT_SECRET": "wrong-secret", "LOG_FORMAT": "json"}
+	code, _, stderr := runCLI(t, environ, "plan")
+	require.Equal(t, 1, code)
+	require.Equal(t, "syncd: "+want+"\n", stderr)
+
+	d := x.start("notify", "wrong-secret", "--resync-interval", "1h")
+	checks := x.waitHeld(want)
+	require.Contains(t, checks["auth0_token"], want)
+	require.True(t, assertEventually(func() bool { return strings.Contains(x.statusOut(), want) }, 30*time.Second), "syncd status says it")
+	require.True(t, assertEventually(func() bool { return countStatus(x.emu.Emulator, emulator.EndpointToken, 401) >= 3 }, 60*time.Second), "the probe asks again")
+	require.Equal(t, 1, strings.Count(x.logs.String(), `"msg":"breaker open: `+want), "said once, leading with the cause")
+	d.stop(t)
+}
