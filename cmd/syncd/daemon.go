@@ -54,9 +54,9 @@ type daemon struct {
 
 	// faults are the operator's (configuration, database, replication
 	// prerequisites): faults.go.
-	faults           faultState
-	replication      bool
-	replURL, slotNam string
+	faults            faultState
+	replication       bool
+	replURL, slotName string
 }
 
 // handle is the work queue's handler: it waits while the breaker is open,
@@ -106,14 +106,14 @@ func (d *daemon) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	d.stopping = ctx
-	if err := d.startChecks(ctx, d.replURL, d.slotNam, d.replication); err != nil {
+	if err := d.startChecks(ctx, d.replURL, d.slotName, d.replication); err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return d.watchDatabase(gctx) })
 	g.Go(func() error { return d.recordHolds(gctx) })
 	if d.replication {
-		g.Go(func() error { return d.watchReplication(gctx, d.replURL, d.slotNam) })
+		g.Go(func() error { return d.watchReplication(gctx, d.replURL, d.slotName) })
 	}
 	g.Go(func() error { return d.queue.Run(gctx) })
 	g.Go(func() error { return d.source.Run(gctx) })

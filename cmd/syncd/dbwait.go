@@ -154,3 +154,40 @@ func newOwnerID() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
 }
+
+// watchDatabase pings the database every few seconds and says, once per
+// change, that it was lost or is back; /readyz says why meanwhile.
+func (d *daemon) watchDatabase(ctx context.Context) error {
+	var since time.Time
+	var lastKey string
+	failed := 0
+	for {
+		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := d.pool.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			cause, key := dbCause(err), dbCauseKey(err)
+			if d.faults.db.Load() == nil || key != lastKey {
+				if d.faults.db.Load() == nil {
+					since = time.Now()
+				}
+				d.log.ErrorContext(ctx, "database unreachable: syncd waits for it; work resumes by itself", "error", cause)
+			}
+			failed++
+			lastKey = key
+			d.faults.db.Store(&cause)
+			continue
+		}
+		if d.faults.db.Load() != nil {
+			d.log.InfoContext(ctx, "database reachable again", "failed_checks", failed, "down_for", time.Since(since).Round(time.Second))
+		}
+		failed = 0
+		d.faults.db.Store(nil)
+	}
+}

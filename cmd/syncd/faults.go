@@ -12,7 +12,6 @@ import (
 
 	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/internal/breaker"
-	"github.com/syncd/syncd/outbox"
 	"github.com/syncd/syncd/reconcile"
 )
 
@@ -229,88 +228,6 @@ func (d *daemon) startChecks(ctx context.Context, replURL, slot string, replicat
 		d.holdForConfig(tc.Faults, 0)
 	}
 	return nil
-}
-
-// checkReplication checks the replication source's prerequisites and says
-// what changed since the last check: each missing piece on a line, or that
-// they are all met again.
-func (d *daemon) checkReplication(ctx context.Context, replURL, slot string) bool {
-	problems, err := outbox.CheckReplication(ctx, d.pool, replURL, slot)
-	if err != nil {
-		return false // the database is down: dbWatch says so
-	}
-	old := d.faults.repl.Load()
-	if len(problems) == 0 {
-		d.faults.repl.Store(nil)
-		if old != nil {
-			d.log.InfoContext(ctx, "replication prerequisites are met now; the stream starts")
-		}
-		return true
-	}
-	if old == nil || strings.Join(*old, "\n") != strings.Join(problems, "\n") {
-		for _, p := range problems {
-			d.log.ErrorContext(ctx, "replication prerequisite missing: "+p+"; syncd waits (unready) and checks again by itself")
-		}
-	}
-	d.faults.repl.Store(&problems)
-	return false
-}
-
-// watchReplication checks the replication prerequisites again, with growing
-// pauses (at most 30 s), while any is missing.
-func (d *daemon) watchReplication(ctx context.Context, replURL, slot string) error {
-	pause := time.Second
-	for {
-		if d.faults.repl.Load() == nil {
-			pause = time.Second
-		}
-		if err := sleepCtx(ctx, pause); err != nil {
-			return nil
-		}
-		if d.faults.repl.Load() != nil {
-			d.checkReplication(ctx, replURL, slot)
-			pause = min(pause*2, 30*time.Second)
-		} else {
-			pause = 5 * time.Second
-		}
-	}
-}
-
-// watchDatabase pings the database every few seconds and says, once per
-// change, that it was lost or is back; /readyz says why meanwhile.
-func (d *daemon) watchDatabase(ctx context.Context) error {
-	var since time.Time
-	var lastKey string
-	failed := 0
-	for {
-		if err := sleepCtx(ctx, 2*time.Second); err != nil {
-			return nil
-		}
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := d.pool.Ping(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			cause, key := dbCause(err), dbCauseKey(err)
-			if d.faults.db.Load() == nil || key != lastKey {
-				if d.faults.db.Load() == nil {
-					since = time.Now()
-				}
-				d.log.ErrorContext(ctx, "database unreachable: syncd waits for it; work resumes by itself", "error", cause)
-			}
-			failed++
-			lastKey = key
-			d.faults.db.Store(&cause)
-			continue
-		}
-		if d.faults.db.Load() != nil {
-			d.log.InfoContext(ctx, "database reachable again", "failed_checks", failed, "down_for", time.Since(since).Round(time.Second))
-		}
-		failed = 0
-		d.faults.db.Store(nil)
-	}
 }
 
 // recordHolds keeps this process's row of syncd_holds true: written when

@@ -184,7 +184,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	d := &daemon{log: logger, pool: pool, metrics: m, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout,
 		scanEvery: c.ResyncInterval, scanTimeout: c.ScanTimeout}
 	d.faults = faultState{owner: newOwnerID(), wake: make(chan struct{}, 1)}
-	d.replication, d.replURL, d.slotNam = c.Source == "replication", c.db.URL, c.SlotName
+	d.replication, d.replURL, d.slotName = c.Source == "replication", c.db.URL, c.SlotName
 	d.breaker = breaker.New(breaker.Config{Probe: d.probe, OnChange: d.onBreaker})
 	api, err := newAuth0Client(&c.auth0, &c.client, observer{m: m, b: d.breaker}, logger)
 	if err != nil {
