@@ -32,7 +32,9 @@ const maxDBWait = 30 * time.Second
 // and logs the cause when it starts and when it changes, never per try.
 // A cancelled ctx (SIGTERM) ends it at once with errStopped.
 func waitForDatabase(ctx context.Context, url, metricsAddr string, log *slog.Logger) error {
-	err := pingDatabase(ctx, url)
+	// The first try is patient: a database that answers slowly (a loaded
+	// host) is not one that is down.
+	err := pingDatabase(ctx, url, 30*time.Second)
 	if err == nil {
 		return nil
 	}
@@ -70,7 +72,7 @@ func waitForDatabase(ctx context.Context, url, metricsAddr string, log *slog.Log
 		case <-t.C:
 		}
 		pause = min(pause*2, maxDBWait)
-		err := pingDatabase(ctx, url)
+		err := pingDatabase(ctx, url, 10*time.Second)
 		if err == nil {
 			faults.OK(ctx)
 			return nil
@@ -83,8 +85,8 @@ func waitForDatabase(ctx context.Context, url, metricsAddr string, log *slog.Log
 	}
 }
 
-func pingDatabase(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+func pingDatabase(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
