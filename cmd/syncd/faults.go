@@ -129,9 +129,8 @@ func (d *daemon) onBreaker(open bool, cause breaker.Cause, detail string) {
 	m.breakerOpen.Set(1)
 	m.breakerTrips.WithLabelValues(cause.Label()).Inc()
 	switch {
-	case cause == breaker.CauseConfiguration:
-		h := d.faults.hold.Load()
-		for _, f := range h.faults {
+	case cause == breaker.CauseConfiguration && d.faults.hold.Load() != nil:
+		for _, f := range d.faults.hold.Load().faults {
 			d.log.Error("configuration fault: "+f.Error()+"; all work is held (rows stay as they are) and resumes by itself once it is fixed",
 				"setting", f.Setting, "value", f.Value)
 		}
@@ -161,7 +160,11 @@ func (d *daemon) probe(ctx context.Context) error {
 		return err
 	}
 	if len(tc.Faults) > 0 {
-		d.holdForConfig(tc.Faults, h.employee)
+		var employee int64
+		if h != nil {
+			employee = h.employee
+		}
+		d.holdForConfig(tc.Faults, employee)
 		return tc.Faults[0]
 	}
 	if h != nil && h.employee != 0 {
