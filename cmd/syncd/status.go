@@ -73,6 +73,9 @@ func printStatus(e *env, rep *reconcile.StatusReport) {
 		}
 	}
 	var needs []string
+	if len(rep.Holds) > 0 {
+		needs = append(needs, "all work is held for a configuration fault (below)")
+	}
 	if failed+conflict > 0 {
 		needs = append(needs, fmt.Sprintf("%d failed, %d conflict (exit status 3)", failed, conflict))
 	}
@@ -87,6 +90,7 @@ func printStatus(e *env, rep *reconcile.StatusReport) {
 		headline += fmt.Sprintf("; %d retrying by themselves", retrying)
 	}
 	fmt.Fprintf(e.stdout, "%s.\n\n", headline)
+	printHolds(e, rep.Holds)
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STATUS\tEMPLOYEES")
 	var total int64
