@@ -71,6 +71,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	metrics = freeOr(metrics)
+	consoleAddr, consoleToken := freeOr(defaultConsoleAddr), demoConsoleToken()
 
 	runEnv := &env{getenv: func(string) string { return "" }, stdout: e.stdout, stderr: e.stderr}
 	c, err := parseRunConfig(runEnv, []string{
@@ -79,6 +80,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		"--roles", "associate=production_associate,lead=production_lead",
 		"--source", source, "--slot", "syncd_demo", "--workers", "4", "--poll-interval", "1s", "--resync-interval", "1m",
 		"--metrics-addr", metrics, "--log-format", "text", "--log-level", logLevel, "--max-deprovision", "50%",
+		"--console-addr", consoleAddr, "--console-token", consoleToken,
 	})
 	if err != nil {
 		return err
@@ -89,6 +91,9 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cleanup()
+	if err := seedDemoProblems(ctx, dbURL, d.api); err != nil {
+		return err
+	}
 
 	psql := fmt.Sprintf("psql '%s'", dbURL)
 	fmt.Fprintf(e.stdout, `
@@ -97,6 +102,8 @@ Ready in %s. syncd is converging %d sample employees; watch the log below.
   Database  %s
   Auth0     %s  (emulator; client id %s, secret %s)
   Metrics   http://%s/metrics   health: /healthz, /readyz
+  Console   http://%s/   token %s
+            (one employee fails and one is in conflict: find them there, see why, fix them)
 
 Try it, in another terminal:
   %s -c "INSERT INTO employees (name, email, department) VALUES ('Barbara Liskov', 'barbara@example.com', 'Quality')"
@@ -112,7 +119,7 @@ See the users in the emulator:
 
 Ctrl-C stops syncd and removes the database and the emulator.
 
-`, formatDuration(time.Since(start)), len(demoEmployees), dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, metrics,
+`, formatDuration(time.Since(start)), len(demoEmployees), dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, metrics, consoleAddr, consoleToken,
 		psql, psql, psql, psql, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, strings.TrimPrefix(emu.URL, "http://"), emu.URL)
 
 	sctx, stop := context.WithCancel(ctx)
