@@ -119,8 +119,8 @@ func listQuery(r *http.Request) (ListQuery, error) {
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil {
-			return q, fmt.Errorf("%w: limit must be an integer, got %q", errBadQuery, s)
+		if err != nil || n < 1 {
+			return q, fmt.Errorf("%w: limit must be 1..500, got %q", errBadQuery, s)
 		}
 		q.Limit = n
 	}
