@@ -17,10 +17,13 @@ type chart struct {
 	Span          string
 }
 
+type dot struct{ X, Y string }
+
 type series struct {
 	Name   string
 	Color  string
 	Points string // "x,y x,y …"
+	Dots   []dot  // the same points, drawn so that a single sample shows
 	Max    string
 	Last   string
 }
@@ -47,18 +50,20 @@ func newChart(samples []Sample, every time.Duration) chart {
 			mx = math.Max(mx, v(s))
 		}
 		var pts []string
+		var dots []dot
 		for _, s := range samples {
 			y := float64(chartH - chartP)
 			if mx > 0 {
 				y -= v(s) / mx * (chartH - 2*chartP)
 			}
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(s.At), y))
+			dots = append(dots, dot{fmt.Sprintf("%.1f", x(s.At)), fmt.Sprintf("%.1f", y)})
 		}
 		last := "—"
 		if len(samples) > 0 {
 			last = trim(v(samples[len(samples)-1])) + unit
 		}
-		return series{Name: name, Color: color, Points: strings.Join(pts, " "), Max: trim(mx) + unit, Last: last}
+		return series{Name: name, Color: color, Points: strings.Join(pts, " "), Dots: dots, Max: trim(mx) + unit, Last: last}
 	}
 	c.Series = []series{
 		line("backlog (outbox rows)", "#2b6cb0", func(s Sample) float64 { return math.Max(0, float64(s.Backlog)) }, ""),
