@@ -96,6 +96,7 @@ type Console struct {
 	tokenSum [32]byte
 
 	ring       ring
+	lastSample time.Time // when the counters were last reset (Run's goroutine only)
 	reconciles atomic.Int64 // since the last sample
 	failures   atomic.Int64
 	scan       atomic.Pointer[ScanInfo]
@@ -125,7 +126,7 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{},
 		sessions: sessions{m: map[string]*session{}, ttl: cfg.SessionTTL},
 		logins:   rate.NewLimiter(rate.Every(time.Second), 10),
-		tokenSum: sum(cfg.Token), ring: ring{size: cfg.Samples}}
+		tokenSum: sum(cfg.Token), ring: ring{size: cfg.Samples}, lastSample: time.Now()}
 	for _, page := range []string{"login", "overview", "employees", "employee", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
@@ -245,7 +246,10 @@ func (c *Console) sample(ctx context.Context) {
 	if err := c.cfg.Pool.QueryRow(qctx, `SELECT count(*) FROM auth0_outbox`).Scan(&s.Backlog); err != nil {
 		c.log.DebugContext(ctx, "console sample: count outbox", "error", err)
 	}
-	minutes := c.cfg.SampleEvery.Minutes()
+	// Per minute over the time since the last sample (the first one covers
+	// the time since the console started).
+	minutes := max(s.At.Sub(c.lastSample), time.Second).Minutes()
+	c.lastSample = s.At
 	s.Reconciles = float64(c.reconciles.Swap(0)) / minutes
 	s.Failures = float64(c.failures.Swap(0)) / minutes
 	c.ring.add(s)

@@ -100,8 +100,10 @@ func (c *Console) listEmployees(ctx context.Context, q ListQuery) (*ListPage, er
 	where := []string{"id > $1"}
 	args := []any{q.After}
 	if q.Status != "" {
-		args = append(args, q.Status)
-		where = append(where, fmt.Sprintf("auth0_sync_status = $%d", len(args)))
+		// A literal (validated against Statuses), not a parameter: a cached
+		// generic plan would not know how rare the status is and would walk
+		// the primary key instead of (auth0_sync_status, id).
+		where = append(where, "auth0_sync_status = '"+q.Status+"'")
 	}
 	if q.Search != "" {
 		args = append(args, likePrefix(strings.ToLower(q.Search)))

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 const token = "test-console-token-0123456789"
 
 type bundle struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	pool *pgxpool.Pool
 	emu  *emulator.Server
@@ -37,7 +37,7 @@ type bundle struct {
 	srv  *httptest.Server
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	emu, err := emulator.Listen("127.0.0.1:0", emulator.Options{Roles: []string{"production_associate", "production_lead"}})
