@@ -84,6 +84,22 @@ func decode(r *http.Request, v any) error {
 	if err != nil {
 		return err // *http.MaxBytesError
 	}
+	return decodeBytes(body, v)
+}
+
+// decodeOptional is decode for a body that may also be empty.
+func decodeOptional(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	return decodeBytes(body, v)
+}
+
+func decodeBytes(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -159,9 +175,17 @@ type resyncAnswer struct {
 	IDs    []int64 `json:"ids"`
 }
 
-// POST /api/v1/employees/{id}/resync (no body)
+// POST /api/v1/employees/{id}/resync; the body may be empty, or the
+// reference endpoint's {"force": bool}, which changes nothing: a resync
+// always reads Auth0 first and never makes a second account.
 func (c *Console) apiResyncOne(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
+	if err == nil {
+		var req struct {
+			Force *bool `json:"force"`
+		}
+		err = decodeOptional(r, &req)
+	}
 	if err == nil {
 		err = c.resync(w, r, []int64{id})
 	}

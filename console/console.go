@@ -96,7 +96,7 @@ type Console struct {
 	tokenSum [32]byte
 
 	ring       ring
-	lastSample time.Time // when the counters were last reset (Run's goroutine only)
+	lastSample time.Time    // when the counters were last reset (Run's goroutine only)
 	reconciles atomic.Int64 // since the last sample
 	failures   atomic.Int64
 	scan       atomic.Pointer[ScanInfo]

@@ -229,6 +229,8 @@ func TestAPIResync(t *testing.T) {
 		{"/api/v1/employees/999999/resync", "", 404, "no employee with id [999999]"},
 		{"/api/v1/employees/abc/resync", "", 400, "not a positive integer"},
 		{"/api/v1/employees/1/frobnicate", "", 404, "no such API route"},
+		{fmt.Sprintf("/api/v1/employees/%d/resync", a), `{"force": tru`, 400, "malformed JSON"},
+		{fmt.Sprintf("/api/v1/employees/%d/resync", a), `{"forced": true}`, 400, "unknown field"},
 	} {
 		code, body := b.call("POST", tc.path, tc.body)
 		require.Equal(t, tc.want, code, "%s %.60s: %s", tc.path, tc.body, body)
@@ -239,10 +241,14 @@ func TestAPIResync(t *testing.T) {
 	code, body := b.call("POST", fmt.Sprintf("/api/v1/employees/%d/resync", a), "")
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, 1, b.auditRows(a, reconcile.ActionResyncRequest, "console api"))
+	// The reference endpoint's body is accepted (a resync never makes a second account).
+	code, body = b.call("POST", fmt.Sprintf("/api/v1/employees/%d/resync", a), `{"force": true}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Equal(t, 2, b.auditRows(a, reconcile.ActionResyncRequest, "console api"))
 	code, body = b.call("POST", "/api/v1/resync", fmt.Sprintf(`{"ids":[%d,%d,%d]}`, a, g, g))
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, int64(2), decodeJSON[struct{ Marked int64 }](t, body).Marked)
-	require.Equal(t, 2, b.auditRows(a, reconcile.ActionResyncRequest, "console api"))
+	require.Equal(t, 3, b.auditRows(a, reconcile.ActionResyncRequest, "console api"))
 	require.Equal(t, 1, b.auditRows(g, reconcile.ActionResyncRequest, "console api"))
 	st, _, _ := b.status(g)
 	require.Equal(t, reconcile.StatusPending, st)
