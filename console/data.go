@@ -230,9 +230,7 @@ func (c *Console) detail(ctx context.Context, id int64, live bool) (*Detail, err
 		d.Desired = &des
 	case errors.As(err, new(*reconcile.InvalidRowError)):
 		d.DesiredError = err.Error()
-	case errors.Is(err, reconcile.ErrNoEmployee):
-		return nil, err
-	default:
+	default: // ErrNoEmployee (deleted meanwhile) or the database
 		return nil, err
 	}
 	if d.Timeline, err = c.timeline(ctx, id); err != nil {
