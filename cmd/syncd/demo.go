@@ -119,7 +119,7 @@ See the users in the emulator:
 
 Ctrl-C stops syncd and removes the database and the emulator.
 
-`, formatDuration(time.Since(start)), len(demoEmployees), dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, metrics, consoleAddr, consoleToken,
+`, formatDuration(time.Since(start)), len(demoEmployees)+demoProblemEmployees, dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, metrics, consoleAddr, consoleToken,
 		psql, psql, psql, psql, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, strings.TrimPrefix(emu.URL, "http://"), emu.URL)
 
 	sctx, stop := context.WithCancel(ctx)

@@ -18,6 +18,9 @@ func demoConsoleToken() string {
 	return "demo-" + hex.EncodeToString(b)
 }
 
+// demoProblemEmployees is how many employees seedDemoProblems inserts.
+const demoProblemEmployees = 2
+
 // seedDemoProblems gives the console something to show: an employee whose
 // role_code has no Auth0 role mapping (failed until the row is fixed), and
 // one whose email belongs to an account made by hand in Auth0 (a conflict
