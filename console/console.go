@@ -203,10 +203,10 @@ func securityHeaders(next http.Handler) http.Handler {
 }
 
 // Reconciled counts one reconcile for the chart; the daemon calls it after
-// each. A failure is an error or a retry or terminal outcome.
+// each. A failure is an error, or a retry, terminal or configuration outcome.
 func (c *Console) Reconciled(out reconcile.Outcome, err error) {
 	c.reconciles.Add(1)
-	if err != nil || out.Result == reconcile.ResultRetry || out.Result == reconcile.ResultTerminal {
+	if err != nil || out.Result == reconcile.ResultRetry || out.Result == reconcile.ResultTerminal || out.Result == reconcile.ResultConfig {
 		c.failures.Add(1)
 	}
 }

@@ -1,4 +1,4 @@
--- syncd schema, version 4: the operator console. Additive and idempotent.
+-- syncd schema, version 5: the operator console. Additive and idempotent.
 
 -- The console's employee list: keyset pages by id, filtered by status, and
 -- searched by the start of an email, stay index scans at 100,000 rows.
