@@ -61,6 +61,7 @@ func (b *bench) startSyncd(ctx context.Context, o daemonOptions) (*syncdProc, er
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=" + b.cfg.LogLevel,
 		"METRICS_ADDR=127.0.0.1:0", // the bound port is read from the log
+		"SYNCD_CONSOLE_ADDR=127.0.0.1:0",
 	}
 	p.cmd.Stdout = p.logFile
 	p.cmd.Stderr = p.logFile

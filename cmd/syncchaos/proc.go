@@ -47,7 +47,7 @@ func (s *suite) startSyncd(ctx context.Context, name string, env map[string]stri
 	if err != nil {
 		return nil, fmt.Errorf("create log file: %w", err)
 	}
-	environ := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "METRICS_ADDR=127.0.0.1:0", "LOG_FORMAT=json", "LOG_LEVEL=debug"}
+	environ := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "METRICS_ADDR=127.0.0.1:0", "SYNCD_CONSOLE_ADDR=127.0.0.1:0", "LOG_FORMAT=json", "LOG_LEVEL=debug"}
 	for k, v := range env {
 		environ = append(environ, k+"="+v)
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/console"
 	"github.com/syncd/syncd/internal/breaker"
 	"github.com/syncd/syncd/outbox"
 	"github.com/syncd/syncd/reconcile"
@@ -40,6 +41,8 @@ type daemon struct {
 	metrics      *metrics
 	running      atomic.Int64 // reconciles past the breaker
 	metricsAddr  string
+	console      *console.Console // nil: off
+	consoleAddr  string
 	shutdownWait time.Duration
 	scanEvery    time.Duration
 	scanTimeout  time.Duration
@@ -96,6 +99,9 @@ func (d *daemon) reconcile(ctx, wctx context.Context, id int64) (reconcile.Outco
 	start := time.Now()
 	out, err := d.rec.Reconcile(ctx, id)
 	d.metrics.reconciled(out, err, time.Since(start))
+	if d.console != nil {
+		d.console.Reconciled(out, err)
+	}
 	return out, err
 }
 
@@ -145,13 +151,22 @@ func (d *daemon) Run(ctx context.Context) error {
 			return srv.Shutdown(sctx)
 		})
 	}
+	var consoleAddr string
+	if d.console != nil {
+		var err error
+		if consoleAddr, err = d.serveConsole(g, gctx); err != nil {
+			cancel()
+			_ = g.Wait()
+			return err
+		}
+	}
 	// The address actually bound (":0" picks a free port), so that a
 	// supervisor or a test can find the server without guessing a port.
 	listenAddr := d.metricsAddr
 	if a := d.listening.Load(); a != nil {
 		listenAddr = *a
 	}
-	d.log.InfoContext(ctx, "syncd running", "metrics_addr", listenAddr)
+	d.log.InfoContext(ctx, "syncd running", "metrics_addr", listenAddr, "console_addr", consoleAddr)
 
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()

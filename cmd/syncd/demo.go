@@ -107,12 +107,13 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	metrics = freeOr(metrics)
+	consoleAddr, consoleToken := freeOr(defaultConsoleAddr), demoConsoleToken()
 
 	runEnv := &env{getenv: func(string) string { return "" }, stdout: e.stdout, stderr: e.stderr, flagOf: map[string]string{}}
 	c, err := parseRunConfig(runEnv, append(runArgs,
 		"--database-url", dbURL, "--auth0-domain", emu.URL,
 		"--auth0-client-id", emulator.DefaultClientID, "--auth0-client-secret", emulator.DefaultClientSecret,
-		"--metrics-addr", metrics))
+		"--metrics-addr", metrics, "--console-addr", consoleAddr, "--console-token", consoleToken))
 	if err != nil {
 		return err
 	}
@@ -122,6 +123,9 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cleanup()
+	if err := seedDemoProblems(ctx, dbURL, d.api); err != nil {
+		return err
+	}
 
 	psql := fmt.Sprintf("psql '%s'", dbURL)
 	fmt.Fprintf(e.stdout, `
@@ -132,6 +136,8 @@ Ready in %s. syncd is converging %d sample employees; watch the log below.
   Metrics   http://%s/metrics   health: /healthz, /readyz
   Settings  %s
             (syncd demo -h lists them; each is syncd run's flag of the same name)
+  Console   http://%s/   token %s
+            (one employee fails and one is in conflict: find them there, see why, fix them)
 
 Try it, in another terminal:
   %s -c "INSERT INTO employees (name, email, department) VALUES ('Barbara Liskov', 'barbara@example.com', 'Quality')"
@@ -151,8 +157,9 @@ See the users in the emulator:
 
 Ctrl-C stops syncd and removes the database and the emulator.
 
-`, formatDuration(time.Since(start)), len(demoEmployees), dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, metrics,
-		demoSettingsLine(c), psql, psql, psql, psql,
+`, formatDuration(time.Since(start)), len(demoEmployees)+demoProblemEmployees, dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, metrics,
+		demoSettingsLine(c), consoleAddr, consoleToken,
+		psql, psql, psql, psql,
 		dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, c.mapping.Roles,
 		emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, strings.TrimPrefix(emu.URL, "http://"), emu.URL)
 

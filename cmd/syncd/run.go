@@ -28,6 +28,7 @@ type runConfig struct {
 	client  clientConfig
 	mapping mappingConfig
 	log     logConfig
+	console consoleConfig
 
 	MetricsAddr          string
 	Source               string
@@ -57,6 +58,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	c.client.register(fs, e)
 	c.mapping.register(fs, e)
 	c.log.register(fs, e)
+	c.console.register(fs, e)
 	envString(fs, e, &c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "listen address of /metrics, /healthz and /readyz (empty: off)")
 	envString(fs, e, &c.Source, "source", "SYNCD_SOURCE", "notify", "change source: notify (LISTEN/NOTIFY + polling) or replication (logical replication slot)")
 	envString(fs, e, &c.SlotName, "slot", "SYNCD_SLOT", "syncd", "replication slot name (replication source)")
@@ -78,7 +80,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 		return nil, err
 	}
 	// Every problem at once, each naming its setting as it was given.
-	errs := []error{c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate()}
+	errs := []error{c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate(), c.console.validate()}
 	for _, check := range c.checks {
 		errs = append(errs, check())
 	}
@@ -214,6 +216,9 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		Skip: func() bool { open, _ := d.breaker.State(); return open },
 		OnScan: func(res *reconcile.ScanResult, err error, took time.Duration) {
 			m.scanned(res, err, took)
+			if d.console != nil {
+				d.console.ScanDone(res, err, took)
+			}
 			if ce := d.rec.Config().ConfigFault(err); ce != nil {
 				d.holdForConfig([]*reconcile.ConfigError{ce}, 0)
 			}
@@ -243,6 +248,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	}
 	d.retry = outbox.NewRetryTimer(pool, d.queue, outbox.RetryConfig{Logger: logger})
 	d.rescue = reconcile.NewRescuer(d.rec, d.queue.Enqueue, 0)
+	if err := d.newConsole(&c.console); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
 	return d, pool.Close, nil
 }
 

@@ -110,7 +110,7 @@ func (x *e2e) start(source string, secret string, extra ...string) *runningDaemo
 	started := strings.Count(x.logs.String(), `"msg":"`+testcontainers.RunningMsg+`"`)
 	environ := map[string]string{
 		"DATABASE_URL": x.dbURL, "AUTH0_DOMAIN": cmp.Or(x.domain, x.emu.URL), "AUTH0_CLIENT_ID": emulator.DefaultClientID,
-		"AUTH0_CLIENT_SECRET": secret, "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "METRICS_ADDR": "127.0.0.1:0",
+		"AUTH0_CLIENT_SECRET": secret, "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "METRICS_ADDR": "127.0.0.1:0", "SYNCD_CONSOLE_ADDR": "127.0.0.1:0",
 	}
 	args := append([]string{"run", "--source", source, "--slot", "syncd_" + strings.ReplaceAll(strings.ToLower(x.t.Name()), "/", "_"),
 		"--poll-interval", "200ms", "--roles", "associate=production_associate,lead=production_lead", "--workers", "4"}, extra...)
