@@ -25,6 +25,8 @@ type StatusReport struct {
 	Slots []SlotInfo `json:"replication_slots"`
 	// Deprovisions waits for the mass-deprovision guard (held or settling).
 	Deprovisions []HeldDeprovision `json:"deprovisions_waiting"`
+	// ImportJobs are syncd's users-import jobs (bulk creation) and their rows.
+	ImportJobs []ImportJobStatus `json:"import_jobs"`
 }
 
 // PendingInfo is the oldest piece of pending work.
@@ -120,6 +122,9 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 	}
 	if rep.Deprovisions == nil {
 		rep.Deprovisions = []HeldDeprovision{}
+	}
+	if rep.ImportJobs, err = readImportJobs(ctx, db); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }

@@ -63,6 +63,9 @@ type Options struct {
 	// ExportDelay: an export job stays pending this long (real time) after it
 	// is created; default 0, so the first poll finds it completed.
 	ExportDelay time.Duration
+	// ImportRate, if > 0, is the speed of users-import jobs in users per
+	// second; 0 = the plan's (ImportRateEnterprise, …; see jobs.go).
+	ImportRate float64
 	// Faults to inject from the start; SetFaults changes them at run time.
 	Faults Faults
 	// AdminRemote lets the admin endpoint (/admin/…) answer clients that are
@@ -121,6 +124,7 @@ type Emulator struct {
 	seq     int64
 	roles   []*role
 	jobs    map[string]*job
+	imports *importState // users-import jobs (jobs.go); nil until the first
 	history map[string][]indexEntry // what search sees, when SearchDelay > 0
 
 	faultMu sync.Mutex

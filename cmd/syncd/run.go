@@ -28,6 +28,7 @@ type runConfig struct {
 	client  clientConfig
 	mapping mappingConfig
 	log     logConfig
+	bulk    bulkConfig
 
 	MetricsAddr          string
 	Source               string
@@ -57,6 +58,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	c.client.register(fs, e)
 	c.mapping.register(fs, e)
 	c.log.register(fs, e)
+	c.bulk.register(fs, e)
 	envString(fs, e, &c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "listen address of /metrics, /healthz and /readyz (empty: off)")
 	envString(fs, e, &c.Source, "source", "SYNCD_SOURCE", "notify", "change source: notify (LISTEN/NOTIFY + polling) or replication (logical replication slot)")
 	envString(fs, e, &c.SlotName, "slot", "SYNCD_SLOT", "syncd", "replication slot name (replication source)")
@@ -82,7 +84,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 			return nil, err
 		}
 	}
-	if err := firstErr(c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate()); err != nil {
+	if err := firstErr(c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate(), c.bulk.validate()); err != nil {
 		return nil, err
 	}
 	switch c.Source {
@@ -220,6 +222,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	rcfg.Guard, rcfg.Logger, rcfg.Timeout = d.guard, logger, c.ReconcileTimeout
 	d.rec, err = reconcile.New(pool, api, rcfg)
 	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	if d.bulk, err = newBulk(&c.bulk, d.rec, api, m); err != nil {
 		pool.Close()
 		return nil, nil, err
 	}
