@@ -57,14 +57,14 @@ func runBulk(ctx context.Context, s *suite, r *result) error {
 			if !p.alive() {
 				return true
 			}
-			jobs, running, synced := w.importState(ctx)
+			jobs, running, roles, synced := w.importState(ctx)
 			switch stage {
 			case "in-jobs":
 				return jobs > 0
 			case "running":
 				return running > 0
 			case "marking":
-				return synced > 0 && jobs > 0
+				return roles > 0
 			}
 			return synced >= target
 		})
@@ -77,7 +77,7 @@ func runBulk(ctx context.Context, s *suite, r *result) error {
 		}
 		sleep(ctx, time.Duration(s.randFloat(0, 50))*time.Millisecond)
 		p.kill()
-		jobs, running, synced := w.importState(ctx)
+		jobs, running, _, synced := w.importState(ctx)
 		w.logf("kill -9 #%d (%s) after %s: %d/%d synced, %d import jobs (%d running in Auth0)",
 			k, stage, time.Since(p.started).Round(time.Millisecond), synced, n, jobs, running)
 		if synced == n {
@@ -100,7 +100,7 @@ func runBulk(ctx context.Context, s *suite, r *result) error {
 	w.logf("settled %s after the last start: %s", took.Round(time.Millisecond), c)
 	r.check(p.alive(), "the last syncd exited by itself: %s", tail(p.logPath, 2))
 	w.stop(p)
-	jobs, _, _ := w.importState(ctx)
+	jobs, _, _, _ := w.importState(ctx)
 	r.check(jobs == 0, "%d import jobs left", jobs)
 	w.verify(ctx, expectations{})
 	r.note("%d employees, %d kills, converged in %s", n, s.cfg.Kills, time.Since(start).Round(100*time.Millisecond))
@@ -120,10 +120,11 @@ func runBulk(ctx context.Context, s *suite, r *result) error {
 }
 
 // importState reads how many import jobs exist, how many are running in
-// Auth0, and how many rows are synced.
-func (w *world) importState(ctx context.Context) (jobs, running, synced int) {
+// Auth0, how many are in their role batches, and how many rows are synced.
+func (w *world) importState(ctx context.Context) (jobs, running, roles, synced int) {
 	_ = w.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM syncd_import_jobs),
 		(SELECT count(*) FROM syncd_import_jobs WHERE state = 'running'),
-		(SELECT count(*) FROM employees WHERE auth0_sync_status = 'synced')`).Scan(&jobs, &running, &synced)
-	return jobs, running, synced
+		(SELECT count(*) FROM syncd_import_jobs WHERE state = 'roles'),
+		(SELECT count(*) FROM employees WHERE auth0_sync_status = 'synced')`).Scan(&jobs, &running, &roles, &synced)
+	return jobs, running, roles, synced
 }
