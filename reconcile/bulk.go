@@ -152,8 +152,7 @@ type Bulk struct {
 	// more uploads until the next.
 	slotsFull bool
 	mu        sync.Mutex
-	nextPoll map[int64]time.Time
-	wake     chan struct{}
+	nextPoll  map[int64]time.Time
 }
 
 // NewBulk returns bulk creation for r's employees, calling api.
@@ -162,7 +161,7 @@ func NewBulk(r *Reconciler, api BulkAuth0, cfg BulkConfig) (*Bulk, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("bulk config: %w", err)
 	}
-	return &Bulk{r: r, api: api, cfg: cfg, log: cfg.Logger, nextPoll: map[int64]time.Time{}, wake: make(chan struct{}, 1)}, nil
+	return &Bulk{r: r, api: api, cfg: cfg, log: cfg.Logger, nextPoll: map[int64]time.Time{}}, nil
 }
 
 // Config returns the configuration in effect.
@@ -182,7 +181,6 @@ func (b *Bulk) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-b.wake:
 		}
 	}
 }

@@ -118,13 +118,14 @@ type Emulator struct {
 	mux         *http.ServeMux
 	connections []*connection
 
-	mu      sync.Mutex // guards the tenant's data below
-	users   map[string]*user
-	byKey   map[string]string // connection+"\x00"+lower(email) or +"\x01"+username → user id
-	seq     int64
-	roles   []*role
-	jobs    map[string]*job
-	imports *importState // users-import jobs (jobs.go); nil until the first
+	mu    sync.Mutex // guards the tenant's data below
+	users map[string]*user
+	byKey map[string]string // connection+"\x00"+lower(email) or +"\x01"+username → user id
+	seq   int64
+	roles []*role
+	jobs  map[string]*job
+	// imports are the users-import jobs (jobs.go); nil until the first.
+	imports *importState
 	history map[string][]indexEntry // what search sees, when SearchDelay > 0
 
 	faultMu sync.Mutex
