@@ -47,15 +47,17 @@ const (
 	tooManyImportsText = "There are 2 active import users jobs, please wait until some of them are finished and try again"
 )
 
-// ImportFaults are failures of import jobs, injected with SetImportFaults.
+// ImportFaults are failures of import jobs, injected with SetImportFaults
+// (or PUT /admin/imports). A lost 202 is a scripted fault (Faults.Script,
+// LoseAnswer on "POST /api/v2/jobs/users-imports"): the job runs anyway.
 type ImportFaults struct {
 	// FailNext makes the next FailNext jobs created fail whole: after
 	// FailAfter users are inserted, the job's status becomes failed, with no
 	// summary, and /errors answers 204 (auth0.net#443).
-	FailNext  int
-	FailAfter int
+	FailNext  int `json:"fail_next"`
+	FailAfter int `json:"fail_after"`
 	// Slow divides the import speed of jobs created from now on (> 1 = slower).
-	Slow float64
+	Slow float64 `json:"slow"`
 }
 
 // importJob is a users-import job.
@@ -120,11 +122,11 @@ func (e *Emulator) importsLocked() *importState {
 
 // ImportJob is an import job as ImportJobs reports it.
 type ImportJob struct {
-	ID       string
-	Status   string
-	Total    int
-	Inserted int
-	Failed   int
+	ID       string `json:"id"`
+	Status   string `json:"status"`
+	Total    int    `json:"total"`
+	Inserted int    `json:"inserted"`
+	Failed   int    `json:"failed"`
 }
 
 // ImportJobs returns every import job, oldest first, after advancing them.
@@ -596,4 +598,39 @@ func (e *Emulator) listConnections(w http.ResponseWriter, r *http.Request, _ *ca
 		out = append(out, map[string]any{"id": c.id, "name": c.name, "strategy": "auth0"})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// serveAdminImports is GET and PUT /admin/imports.
+func (e *Emulator) serveAdminImports(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut {
+		var body struct {
+			ImportFaults
+			Delay string `json:"delay"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&body); err != nil {
+			writeError(w, errorf(http.StatusBadRequest, "invalid_body", "imports: %v", err))
+			return
+		}
+		var delay time.Duration
+		if body.Delay != "" {
+			d, err := time.ParseDuration(body.Delay)
+			if err != nil || d < 0 {
+				writeError(w, errorf(http.StatusBadRequest, "invalid_body", "imports: delay: want a duration like 30s, got %q", body.Delay))
+				return
+			}
+			delay = d
+		}
+		if body.FailNext < 0 || body.FailAfter < 0 || body.Slow < 0 {
+			writeError(w, errorf(http.StatusBadRequest, "invalid_body", "imports: fail_next, fail_after and slow must not be negative"))
+			return
+		}
+		e.SetImportFaults(body.ImportFaults)
+		e.SetImportDelay(delay)
+	}
+	jobs := e.ImportJobs()
+	e.mu.Lock()
+	st := e.importsLocked()
+	faults, delay := st.faults, st.delay
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs, "faults": faults, "delay": delay.String()})
 }

@@ -208,3 +208,25 @@ func TestListConnections(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, f.e.ConnectionID(""), got[0].(map[string]any)["id"])
 }
+
+// The import faults through the admin endpoint: a slow job, and the jobs
+// listed.
+func TestAdminImports(t *testing.T) {
+	t.Parallel()
+	f := setup(t, emulator.Options{ImportRate: 100})
+	status, _, b := f.raw(http.MethodPut, "/admin/imports", "application/json", strings.NewReader(`{"slow":1000}`), "")
+	require.Equal(t, http.StatusOK, status, string(b))
+	_, job := f.upload([]map[string]any{{"email": "a@example.com"}, {"email": "b@example.com"}}, false)
+	var got struct {
+		Jobs []emulator.ImportJob `json:"jobs"`
+	}
+	status, _, b = f.raw(http.MethodGet, "/admin/imports", "", nil, "")
+	require.Equal(t, http.StatusOK, status)
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.Len(t, got.Jobs, 1)
+	require.Equal(t, job["id"], got.Jobs[0].ID)
+	doc := f.obj(http.StatusOK, http.MethodGet, "/api/v2/jobs/"+job["id"].(string), nil)
+	require.Contains(t, []any{"pending", "processing"}, doc["status"], "at 0.1 users/s the job is far from done")
+	status, _, _ = f.raw(http.MethodPut, "/admin/imports", "application/json", strings.NewReader(`{"delay":"soon"}`), "")
+	require.Equal(t, http.StatusBadRequest, status)
+}
