@@ -371,8 +371,24 @@ func (b *Bulk) driveJobs(ctx context.Context) error {
 	}
 	if b.connID == "" {
 		id, err := b.api.ConnectionID(ctx, b.r.cfg.Connection)
+		if errors.Is(err, auth0.ErrForbidden) || errors.Is(err, auth0.ErrNotFound) {
+			// The token lacks read:connections, or there is no such
+			// connection: bulk creation cannot run. Its rows go per user
+			// (which reports a missing connection row by row) and it stops
+			// starting jobs.
+			b.log.ErrorContext(ctx, "bulk creation is off: the connection's id cannot be read (grant read:connections); the rows go the per-user way",
+				"connection", b.r.cfg.Connection, "error", err)
+			b.cfg.Enabled = false
+			var errs []error
+			for _, j := range jobs {
+				n, rerr := b.releaseAll(ctx, j, "bulk creation cannot read the connection's id: "+err.Error())
+				b.done(0, n)
+				errs = append(errs, rerr)
+			}
+			return errors.Join(errs...)
+		}
 		if err != nil {
-			return fmt.Errorf("bulk creation needs the connection's id (scope read:connections): %w", err)
+			return fmt.Errorf("bulk creation needs the connection's id: %w", err)
 		}
 		b.connID = id
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -362,4 +363,21 @@ func callsWithStatus(e *emulator.Emulator, endpoint string, status int) int64 {
 		}
 	}
 	return 0
+}
+
+// A token without read:connections cannot run import jobs: the rows go per
+// user and bulk creation stops starting jobs; nothing is stranded.
+func TestBulkWithoutConnectionScope(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(_ *reconcile.Config, o *emulator.Options) {
+		o.Scopes = slices.DeleteFunc(emulator.AllScopes(), func(s string) bool { return s == "read:connections" })
+	})
+	ids := b.insertMany("scope", 6)
+	bulk := b.newBulk(b.rec, reconcile.BulkConfig{})
+	require.NoError(t, bulk.Tick(b.ctx))
+	require.Equal(t, 0, b.jobsLeft())
+	require.False(t, bulk.Config().Enabled)
+	b.drainPerUser()
+	b.requireOneAccountEach(ids)
+	require.EqualValues(t, 0, b.emu.CallCount("POST /api/v2/jobs/users-imports"))
 }
