@@ -474,7 +474,7 @@ func (b *Bulk) upload(ctx context.Context, j jobRow) error {
 		users = append(users, b.importUser(e, d))
 	}
 	if len(changed) > 0 {
-		if _, err := b.release(ctx, j.id, changed, "", "row changed before its import job was uploaded"); err != nil {
+		if _, err := b.release(ctx, j.id, changed, j.uploads > 0, "row changed before its import job was uploaded"); err != nil {
 			return err
 		}
 	}
@@ -677,7 +677,7 @@ func (b *Bulk) assignRoles(ctx context.Context, j jobRow) error {
 		role := b.r.cfg.Roles[e.RoleCode]
 		if role == "" {
 			// Unmapped now (the mapping changed): the per-user path reports it.
-			if _, err := b.release(ctx, j.id, []int64{e.ID}, bulkAccountID(e.ID), "role_code has no mapping"); err != nil {
+			if _, err := b.release(ctx, j.id, []int64{e.ID}, true, "role_code has no mapping"); err != nil {
 				return err
 			}
 			continue
@@ -712,7 +712,7 @@ func (b *Bulk) assignRoles(ctx context.Context, j jobRow) error {
 			for i, e := range bt.emps {
 				empIDs[i] = e.ID
 			}
-			n, rerr := b.release(ctx, j.id, empIDs, "", "role batch: "+err.Error())
+			n, rerr := b.release(ctx, j.id, empIDs, true, "role batch: "+err.Error())
 			if rerr != nil {
 				return rerr
 			}
@@ -838,8 +838,9 @@ func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role,
 	return len(marked), nil
 }
 
-// release sends rows of job back to the per-user path.
-func (b *Bulk) release(ctx context.Context, job int64, ids []int64, linkPrefix, reason string) (int, error) {
+// release sends rows of job back to the per-user path; link: the job may
+// have created (or may still create) their accounts (see releaseTx).
+func (b *Bulk) release(ctx context.Context, job int64, ids []int64, link bool, reason string) (int, error) {
 	tx, err := b.r.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("release import job rows: %w", err)
@@ -850,7 +851,7 @@ func (b *Bulk) release(ctx context.Context, job int64, ids []int64, linkPrefix, 
 		reasons[i] = reason
 	}
 	prefix := ""
-	if linkPrefix != "" {
+	if link {
 		prefix = BulkUserIDPrefix
 	}
 	n, err := releaseTx(ctx, tx, job, ids, reasons, prefix)
@@ -882,7 +883,13 @@ func (b *Bulk) releaseAll(ctx context.Context, j jobRow, reason string) (int, er
 	for i := range reasons {
 		reasons[i] = reason
 	}
-	n, err := releaseTx(ctx, tx, j.id, ids, reasons, "")
+	// An upload may have reached Auth0: its job may have created some of
+	// these accounts, or (its answer lost) may still create them.
+	prefix := ""
+	if j.uploads > 0 {
+		prefix = BulkUserIDPrefix
+	}
+	n, err := releaseTx(ctx, tx, j.id, ids, reasons, prefix)
 	if err != nil {
 		return 0, err
 	}
@@ -899,8 +906,11 @@ func (b *Bulk) releaseAll(ctx context.Context, j jobRow, reason string) (int, er
 // releaseTx takes rows out of job: status pending (their attempt stays
 // counted, so the per-user path looks for an account before creating one),
 // an audit row with the reason, and an outbox row each. linkPrefix, if set,
-// links the account the job created (auth0|<prefix><id>) without marking
-// anything synced.
+// links the account a job created or may still create (auth0|<prefix><id>)
+// without marking anything synced: the per-user path reads that id first,
+// and if it does not exist yet, creates the account with that same id, so
+// that Auth0 refuses whichever of the two creates comes second — even a job
+// whose 202 was lost that inserts the row's old email later.
 func releaseTx(ctx context.Context, tx pgx.Tx, job int64, ids []int64, reasons []string, linkPrefix string) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil

@@ -381,3 +381,28 @@ func TestBulkWithoutConnectionScope(t *testing.T) {
 	b.requireOneAccountEach(ids)
 	require.EqualValues(t, 0, b.emu.CallCount("POST /api/v2/jobs/users-imports"))
 }
+
+// A row changed (its email too) after an upload whose 202 was lost: it goes
+// per user while the lost job may still insert it under its old email. The
+// per-user path creates the account under the import's user id, so the lost
+// job's insert is refused: one account.
+func TestBulkLostJobRacesPerUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.insertMany("race", 6)
+	b.emu.SetImportDelay(time.Hour) // the lost job waits
+	b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/jobs/users-imports", LoseAnswer: true}}})
+	bulk := b.newBulk(b.rec, reconcile.BulkConfig{})
+	_ = bulk.Tick(b.ctx) // claimed; the upload's answer lost
+	b.exec(`UPDATE employees SET email = 'moved@example.com' WHERE id = $1`, ids[0])
+	b.emu.SetImportDelay(0)
+	require.NoError(t, bulk.Tick(b.ctx)) // uploaded again, without the changed row
+	require.Equal(t, "auth0|syncd-emp-"+fmt.Sprint(ids[0]), b.row(ids[0]).UserID, "linked to the id the lost job may create")
+	b.drainPerUser() // created per user, new email, the import's id
+	b.emu.StartImportJobs()
+	b.runBulk(bulk)
+	b.drainPerUser()
+	b.requireOneAccountEach(ids)
+	require.Equal(t, "moved@example.com", b.user(b.row(ids[0]).UserID)["email"])
+	require.Zero(t, b.accounts("race0@example.com"), "the lost job's insert under the old email was refused")
+}
