@@ -25,12 +25,11 @@ import (
 // observes (users appearing one by one, percentage_done, the final summary)
 // is what a worker would produce, and a test leaks nothing.
 
-// Import speeds of the plan presets, in users per second. Auth0 publishes
-// none; these follow its staff's estimates (auth0-bulk.md §1.11): about
-// 400k users an hour on the enterprise import tier with two jobs in
-// parallel (≈ 111 users/s for two jobs, taken here per job as a lower bound
-// of what one tenant sees), the production tier a third of that, free a
-// tenth.
+// Import speeds of the plan presets, in users per second for the whole
+// tenant: the jobs running at once share it. Auth0 publishes none; these
+// follow its staff's estimates (auth0-bulk.md §1.11): about 400k users an
+// hour on the enterprise import tier with two jobs in parallel (≈ 111
+// users/s), the production tier a third of that, free a tenth.
 const (
 	ImportRateEnterprise   = 111.0
 	ImportRateProfessional = 37.0
@@ -66,7 +65,10 @@ type importJob struct {
 	conn       *connection
 	created    time.Time // tenant clock
 	start      time.Time // real clock: processing begins
-	rate       float64   // users per second
+	rate       float64   // users per second of the tenant, shared with the other running jobs
+	progress   float64   // users due so far
+	lastAt     time.Time // real clock: progress is counted up to here
+	share      float64   // users per second this job got at the last advance
 	users      []any     // nil with parseErr set: the file was not a JSON array
 	parseErr   bool
 	upsert     bool
@@ -173,6 +175,7 @@ func (e *Emulator) advanceImportsLocked() {
 		return
 	}
 	now := time.Now()
+	var running []*importJob
 	for _, j := range e.imports.jobs {
 		if j.status != "pending" && j.status != "processing" {
 			continue
@@ -188,8 +191,21 @@ func (e *Emulator) advanceImportsLocked() {
 			j.status = "failed"
 			continue
 		}
+		running = append(running, j)
+	}
+	for _, j := range running {
 		j.status = "processing"
-		due := min(len(j.users), int(math.Floor(now.Sub(j.start).Seconds()*j.rate)))
+		// The tenant's speed is shared by the jobs running now (the
+		// interval since the last advance is short: every API request
+		// advances the jobs).
+		j.share = j.rate / float64(len(running))
+		from := j.start
+		if j.lastAt.After(from) {
+			from = j.lastAt
+		}
+		j.progress += now.Sub(from).Seconds() * j.share
+		j.lastAt = now
+		due := min(len(j.users), int(math.Floor(j.progress)))
 		for j.next < due {
 			if j.failAfter >= 0 && j.next >= j.failAfter {
 				j.status = "failed"
@@ -401,7 +417,7 @@ func (j *importJob) render() map[string]any {
 	case "processing":
 		n := max(1, len(j.users))
 		doc["percentage_done"] = 100 * j.next / n
-		doc["time_left_seconds"] = int(math.Ceil(float64(len(j.users)-j.next) / j.rate))
+		doc["time_left_seconds"] = int(math.Ceil(float64(len(j.users)-j.next) / max(j.share, 1e-9)))
 	case "completed":
 		doc["summary"] = map[string]any{"failed": len(j.errs), "updated": j.updated, "inserted": j.inserted, "total": len(j.users)}
 	}

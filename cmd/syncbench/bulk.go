@@ -19,8 +19,8 @@ type bulkResult struct {
 	Rate      float64 `json:"limit_per_s"`
 	Burst     int     `json:"burst"`
 	Employees int     `json:"employees"`
-	// ImportRate is the emulator's import speed per job (users/s).
-	ImportRate float64 `json:"import_users_per_s_per_job"`
+	// ImportRate is the emulator's import speed for the tenant (users/s, shared by the jobs running at once).
+	ImportRate float64 `json:"import_users_per_s"`
 	// Seconds from the INSERT to every row synced.
 	Seconds      float64 `json:"seconds_to_converge"`
 	PerSecond    float64 `json:"employees_per_s"`
@@ -140,7 +140,7 @@ func (r *results) markdownBulk(p func(format string, args ...any)) {
 		return
 	}
 	p("\n## 3b. Bulk create (users-import jobs)\n\n")
-	p("Emulator on a plan (its rate limit, and its import speed per job: %g users/s enterprise, %g free — estimates, see\n", emulator.ImportRateEnterprise, emulator.ImportRateFree)
+	p("Emulator on a plan (its rate limit, and its import speed for the tenant, shared by the jobs running at once: %g users/s enterprise, %g free — estimates, see\n", emulator.ImportRateEnterprise, emulator.ImportRateFree)
 	p("auth0-bulk.md §1.11); `syncd run --bulk-create auto` with `--auth0-rate`/`--auth0-burst` sized to it; one INSERT of every row.\n")
 	p("Per-user is the rate-limited scenario (§3) of the same plan in the same run, `--bulk-create off`, scaled linearly to N\n")
 	p("(at the limit its time is 2 calls per employee / rate).\n\n")
