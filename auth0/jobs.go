@@ -9,7 +9,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -231,32 +230,13 @@ func (c *Client) AssignRoleUsers(ctx context.Context, roleID string, userIDs []s
 	return nil
 }
 
-// Connection is a connection of the tenant.
-type Connection struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Strategy string `json:"strategy"`
-}
-
 // ConnectionID finds the con_… id of the named connection (GET
-// /api/v2/connections?name=…, scope read:connections); ErrNotFound if the
-// tenant has none by that name.
+// /api/v2/connections, scope read:connections); ErrNotFound if the tenant has
+// none by that name.
 func (c *Client) ConnectionID(ctx context.Context, name string) (string, error) {
-	var conns []Connection
-	err := c.do(ctx, request{
-		method:   http.MethodGet,
-		endpoint: "GET /api/v2/connections",
-		path:     "/api/v2/connections",
-		query:    url.Values{"name": {name}, "fields": {"id,name,strategy"}},
-		out:      &conns,
-	})
+	conn, err := c.ConnectionByName(ctx, name)
 	if err != nil {
-		return "", fmt.Errorf("find auth0 connection: %w", err)
+		return "", err
 	}
-	for _, cn := range conns {
-		if cn.Name == name {
-			return cn.ID, nil
-		}
-	}
-	return "", fmt.Errorf("find auth0 connection %q: %w", name, ErrNotFound)
+	return conn.ID, nil
 }

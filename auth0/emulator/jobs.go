@@ -602,20 +602,6 @@ func (e *Emulator) getJobErrors(w http.ResponseWriter, r *http.Request, _ *call)
 	}
 }
 
-// listConnections is GET /api/v2/connections (name filter; database
-// connections only, as the emulator has no others).
-func (e *Emulator) listConnections(w http.ResponseWriter, r *http.Request, _ *call) {
-	name := r.URL.Query().Get("name")
-	out := []map[string]any{}
-	for _, c := range e.connections {
-		if name != "" && c.name != name {
-			continue
-		}
-		out = append(out, map[string]any{"id": c.id, "name": c.name, "strategy": "auth0"})
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 // serveAdminImports is GET and PUT /admin/imports.
 func (e *Emulator) serveAdminImports(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPut {

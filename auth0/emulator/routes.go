@@ -63,8 +63,7 @@ func (e *Emulator) routes() {
 func AllScopes() []string {
 	return []string{
 		"read:users", "create:users", "update:users", "delete:users", "update:users_app_metadata",
-		"read:roles", "update:roles", "read:role_members", "create:role_members", "delete:role_members",
-		"read:connections",
+		"read:roles", "update:roles", "read:role_members", "create:role_members", "delete:role_members", "read:connections",
 	}
 }
 

@@ -1,4 +1,4 @@
--- syncd schema, version 4: bulk creation through Auth0 users-import jobs
+-- syncd schema, version 5: bulk creation through Auth0 users-import jobs
 -- (issue 13). Additive and idempotent.
 
 -- One row per import job syncd runs. Its members are the employees whose
