@@ -37,6 +37,13 @@ type request struct {
 	path     string // escaped path: "/api/v2/users/auth0%7C…"
 	query    url.Values
 	body     any // encoded as JSON; nil = no body
+	// raw, if set, is sent as it is with contentType instead of body (a
+	// multipart upload).
+	raw         []byte
+	contentType string
+	// final429 returns a 429 to the caller instead of waiting and retrying:
+	// the import jobs' "active jobs" limit is waited out by the caller.
+	final429 bool
 	out      any // a 2xx answer is decoded into it; nil = discarded
 	// unsafe marks a request that must not be repeated once sent (POST
 	// /users): a lost answer is ErrOutcomeUnknown, not a retry.
@@ -57,8 +64,8 @@ type callState struct {
 
 // do runs r with the rate limits, the token and the retry policy.
 func (c *Client) do(ctx context.Context, r request) error {
-	var body []byte
-	if r.body != nil {
+	body := r.raw
+	if r.raw == nil && r.body != nil {
 		var err error
 		if body, err = json.Marshal(r.body); err != nil {
 			return fmt.Errorf("%s: encode body: %w", r.endpoint, err)
@@ -181,7 +188,7 @@ func (c *Client) exchange(ctx context.Context, r request, u string, body []byte,
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "syncd")
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", cmp.Or(r.contentType, "application/json"))
 	}
 
 	start := time.Now()
@@ -241,6 +248,8 @@ func (c *Client) exchange(ctx context.Context, r request, u string, body []byte,
 	switch {
 	case status == http.StatusUnauthorized:
 		return &unauthorizedError{APIError: ae, token: tok}
+	case status == http.StatusTooManyRequests && r.final429:
+		return ae
 	case status == http.StatusTooManyRequests:
 		// Nothing was applied, so even POST /users may go again; the gate
 		// now holds every request until the server's reset.

@@ -42,6 +42,9 @@ func (u *User) InConnection(connection string) bool {
 
 // CreateUserRequest is the body of POST /api/v2/users.
 type CreateUserRequest struct {
+	// UserID, if set, makes the account auth0|UserID (a database
+	// connection); Auth0 refuses a second account with it (409).
+	UserID        string         `json:"user_id,omitempty"`
 	Connection    string         `json:"connection"`
 	Email         string         `json:"email,omitempty"`
 	Username      string         `json:"username,omitempty"`

@@ -173,6 +173,12 @@ func (a *attempt) create(ctx context.Context, d Desired) error {
 	if cfg.Username == UsernameLocalPart {
 		req.Username = usernameFor(d.Email, cfg.UsernameMaxLength)
 	}
+	if id, ok := strings.CutPrefix(deref(a.emp.Auth0UserID), "auth0|"+BulkUserIDPrefix); ok {
+		// An import job may still create this employee's account (its
+		// answer was lost, or it failed midway): the same id makes Auth0
+		// refuse whichever of the two creates comes second (bulk.go).
+		req.UserID = BulkUserIDPrefix + id
+	}
 	u, err := a.r.api.CreateUser(ctx, req)
 	switch {
 	case err == nil:

@@ -38,6 +38,9 @@ const (
 	// is recorded, the status is left pending for the next pass, which the
 	// change itself queued.
 	ResultStale Result = "stale"
+	// ResultImporting: the row is in a users-import job (bulk creation), which
+	// records its outcome or hands it back as new work; nothing was done.
+	ResultImporting Result = "importing"
 	// ResultHeld: the deprovision waits for the mass-deprovision guard
 	// (settling or held). The row is left pending, its work is handled (the
 	// outbox row goes), and the guard hands it back when it allows it.
@@ -220,6 +223,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
 	if errors.Is(err, errNoRow) {
 		return a.rowDeleted(ctx)
 	}
+	if errors.Is(err, errImporting) {
+		return Outcome{Result: ResultImporting, Status: StatusSyncing}, nil
+	}
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -248,6 +254,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
 var ErrBusy = errors.New("employee is being reconciled by another worker")
 
 var errNoRow = errors.New("no such employee row")
+
+// errImporting: the row is in a users-import job (bulk.go), which is its lease.
+var errImporting = errors.New("employee is in a users-import job")
 
 // recordTimeout bounds the write of an outcome; a lease outlives the
 // reconcile timeout by this much.
@@ -285,7 +294,8 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 		e, err := scanEmployee(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
 				auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2),
 				auth0_locked_by = $3
-			WHERE id = $1 AND (auth0_locked_until IS NULL OR auth0_locked_until < now() OR auth0_locked_by = $3)
+			WHERE id = $1 AND auth0_import_job IS NULL
+			  AND (auth0_locked_until IS NULL OR auth0_locked_until < now() OR auth0_locked_by = $3)
 			RETURNING `+employeeColumns, id, lease, r.owner))
 		if err == nil {
 			return e, nil // r.release(id) when done
@@ -294,9 +304,13 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("claim employee: %w", err)
 		}
-		var exists bool
-		if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM employees WHERE id = $1)`, id).Scan(&exists); err != nil {
+		var exists, importing bool
+		if err := r.pool.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(auth0_import_job IS NOT NULL), false)
+			FROM employees WHERE id = $1`, id).Scan(&exists, &importing); err != nil {
 			return nil, fmt.Errorf("claim employee: %w", err)
+		}
+		if importing {
+			return nil, errImporting
 		}
 		if !exists {
 			// Gone, full stop: every source hands out a key only once the

@@ -31,6 +31,8 @@ type StatusReport struct {
 	// Holds are what running syncd processes hold all work for (the
 	// configuration, the credentials, Auth0 down), with the fix in words.
 	Holds []Hold `json:"holds"`
+	// ImportJobs are syncd's users-import jobs (bulk creation) and their rows.
+	ImportJobs []ImportJobStatus `json:"import_jobs"`
 }
 
 // PendingInfo is the oldest piece of pending work.
@@ -158,6 +160,9 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 	}
 	if rep.Deprovisions == nil {
 		rep.Deprovisions = []HeldDeprovision{}
+	}
+	if rep.ImportJobs, err = readImportJobs(ctx, db); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }

@@ -15,6 +15,8 @@ import (
 //	POST /admin/calls/reset   zero the counters
 //	GET  /admin/rate          {"plan":…,"rate":…,"burst":…}
 //	PUT  /admin/rate          {"plan":"free"} or {"rate":10,"burst":5}
+//	GET  /admin/imports       {"jobs":[…],"faults":{…}} (users-import jobs, jobs.go)
+//	PUT  /admin/imports       {"fail_next":1,"fail_after":100,"slow":10,"delay":"30s"}
 //
 // It answers only loopback clients unless Options.AdminRemote is set.
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -59,6 +61,8 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case "GET /admin/imports", "PUT /admin/imports":
+		e.serveAdminImports(w, r)
 	default:
 		writeError(w, errorf(http.StatusNotFound, "", "Not Found"))
 	}

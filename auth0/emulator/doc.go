@@ -12,8 +12,11 @@
 // consistent search (Options.SearchDelay) with a Lucene subset and the
 // 1,000-result cap; roles (a user's listed by name) and checkpoint paging of
 // role members (in assignment order, Options.RoleMembersOrder); export jobs
-// that serve a gzipped NDJSON file; token scopes; per-plan token-bucket rate
-// limits with X-RateLimit-* headers.
+// that serve a gzipped NDJSON file; users-import jobs (auth0-bulk.md: multipart
+// upload, 413 over 512,000 bytes, two active jobs per tenant, users inserted
+// one by one at the plan's import speed, summary and /errors, whole-job
+// failure) and role assignment in batches (all or nothing); token scopes;
+// per-plan token-bucket rate limits with X-RateLimit-* headers.
 //
 // Tests steer it with faults (latency, 5xx, dropped connections, writes whose
 // answer is lost, one-shot scripted failures), read request counters by

@@ -63,6 +63,9 @@ type Options struct {
 	// ExportDelay: an export job stays pending this long (real time) after it
 	// is created; default 0, so the first poll finds it completed.
 	ExportDelay time.Duration
+	// ImportRate, if > 0, is the speed of users-import jobs in users per
+	// second; 0 = the plan's (ImportRateEnterprise, …; see jobs.go).
+	ImportRate float64
 	// Faults to inject from the start; SetFaults changes them at run time.
 	Faults Faults
 	// AdminRemote lets the admin endpoint (/admin/…) answer clients that are
@@ -115,12 +118,14 @@ type Emulator struct {
 	mux         *http.ServeMux
 	connections []*connection
 
-	mu      sync.Mutex // guards the tenant's data below
-	users   map[string]*user
-	byKey   map[string]string // connection+"\x00"+lower(email) or +"\x01"+username → user id
-	seq     int64
-	roles   []*role
-	jobs    map[string]*job
+	mu    sync.Mutex // guards the tenant's data below
+	users map[string]*user
+	byKey map[string]string // connection+"\x00"+lower(email) or +"\x01"+username → user id
+	seq   int64
+	roles []*role
+	jobs  map[string]*job
+	// imports are the users-import jobs (jobs.go); nil until the first.
+	imports *importState
 	history map[string][]indexEntry // what search sees, when SearchDelay > 0
 
 	faultMu sync.Mutex

@@ -250,6 +250,9 @@ func csvEscape(s string) string {
 
 // getJob is GET /api/v2/jobs/{id}.
 func (e *Emulator) getJob(w http.ResponseWriter, r *http.Request, _ *call) {
+	if e.serveImportJob(w, r.PathValue("id")) {
+		return
+	}
 	e.mu.Lock()
 	j := e.jobs[r.PathValue("id")]
 	e.mu.Unlock()

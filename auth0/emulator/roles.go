@@ -432,7 +432,9 @@ func (e *Emulator) addRoleUsers(w http.ResponseWriter, r *http.Request, _ *call)
 		id, _ := x.(string)
 		u := e.users[id]
 		if u == nil {
-			writeError(w, errUserNotFound())
+			// All or nothing: no user of the call gets the role
+			// (auth0-bulk.md §2).
+			writeError(w, errorf(http.StatusNotFound, "", "One or more of the users do not exist."))
 			return
 		}
 		users = append(users, u)

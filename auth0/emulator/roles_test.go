@@ -166,7 +166,9 @@ func TestAddRoleUsers(t *testing.T) {
 	require.Equal(t, map[string]any{}, f.obj(http.StatusOK, http.MethodPost, "/api/v2/roles/"+role+"/users", map[string]any{"users": []string{a, b}}))
 	require.Equal(t, []string{emulator.DefaultRole}, f.e.UserRoles(b))
 	f.apiErr(http.StatusNotFound, "", "The role does not exist.", http.MethodPost, "/api/v2/roles/rol_0000000000000000/users", map[string]any{"users": []string{a}})
-	f.apiErr(http.StatusNotFound, "inexistent_user", "", http.MethodPost, "/api/v2/roles/"+role+"/users", map[string]any{"users": []string{"auth0|nobody"}})
+	c := f.createUser("c@example.com", nil)["user_id"].(string)
+	f.apiErr(http.StatusNotFound, "", "One or more of the users do not exist.", http.MethodPost, "/api/v2/roles/"+role+"/users", map[string]any{"users": []string{c, "auth0|nobody"}})
+	require.Empty(t, f.e.UserRoles(c), "all or nothing: no user of a refused call gets the role")
 	f.apiErr(http.StatusBadRequest, "invalid_body", "", http.MethodPost, "/api/v2/roles/"+role+"/users", map[string]any{"users": []string{}})
 	require.EqualValues(t, 4, f.e.CallCount("POST /api/v2/roles/{id}/users"))
 }

@@ -46,8 +46,10 @@ func (e *Emulator) routes() {
 		{pattern: "GET /api/v2/roles/{id}/users", scopes: []string{"read:users", "read:roles", "read:role_members"}, handle: e.listRoleUsers},
 		{pattern: "POST /api/v2/roles/{id}/users", scopes: []string{"update:roles", "create:role_members"}, write: true, handle: e.addRoleUsers},
 		{pattern: "POST /api/v2/jobs/users-exports", scopes: []string{"read:users"}, handle: e.createExport},
-		{pattern: "GET /api/v2/connections", scopes: []string{"read:connections"}, handle: e.listConnections},
 		{pattern: "GET /api/v2/jobs/{id}", scopes: []string{"create:users", "read:users"}, handle: e.getJob},
+		{pattern: "POST /api/v2/jobs/users-imports", scopes: []string{"create:users"}, write: true, handle: e.createImport},
+		{pattern: "GET /api/v2/jobs/{id}/errors", scopes: []string{"create:users", "read:users"}, handle: e.getJobErrors},
+		{pattern: "GET /api/v2/connections", scopes: []string{"read:connections"}, handle: e.listConnections},
 	}
 	for _, rt := range api {
 		e.mux.Handle(rt.pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { e.serveAPI(rt, w, r) }))
@@ -139,6 +141,7 @@ func (e *Emulator) serveAPI(rt *route, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{route: rt, scopes: scopes}
+	e.advanceImports() // import jobs insert their users as time passes
 	if act.loseAnswer {
 		dw := &discardWriter{}
 		rt.handle(dw, r, c)

@@ -128,6 +128,24 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 				})
 			}
 		}
+		if cfg.runs(scBulk) {
+			for _, ps := range []planSpec{
+				{plan: "enterprise", rate: 16, burst: 50, n: cfg.Sizes.BulkEnterprise},
+				{plan: "free", rate: 2, burst: 2, n: cfg.Sizes.BulkFree},
+			} {
+				wg.Go(func() {
+					step("bulk "+ps.plan, func() error {
+						q, err := b.runBulk(ctx, ps)
+						keep(func() {
+							if q != nil {
+								res.Bulk = append(res.Bulk, q)
+							}
+						})
+						return err
+					})
+				})
+			}
+		}
 		if cfg.runs(scIdle) {
 			for _, source := range []string{"notify", "replication"} {
 				wg.Go(func() {
@@ -191,6 +209,7 @@ func sortResults(r *results) {
 	}
 	sortBy(r.Latency, func(l *latencyResult) int { return order(l.Source) })
 	sortBy(r.RateLimited, func(q *rateResult) int { return order(q.Plan) })
+	sortBy(r.Bulk, func(q *bulkResult) int { return order(q.Plan) })
 	sortBy(r.Idle, func(i *idleResult) int { return order(i.Source) })
 	sortBy(r.Drift, func(d *driftResult) int { return d.Users })
 }

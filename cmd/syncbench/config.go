@@ -25,9 +25,10 @@ const (
 	scRateLimit = "ratelimit"
 	scIdle      = "idle"
 	scMicro     = "micro"
+	scBulk      = "bulk"
 )
 
-var allScenarios = []string{scMicro, scLatency, scBackfill, scDrift, scTriggers, scRateLimit, scIdle}
+var allScenarios = []string{scMicro, scLatency, scBackfill, scDrift, scTriggers, scRateLimit, scBulk, scIdle}
 
 // config is every setting of one benchmark run.
 type config struct {
@@ -53,6 +54,8 @@ type sizes struct {
 	BackfillRT       int           `json:"backfill_round_trips"`
 	Enterprise       int           `json:"rate_enterprise_employees"`
 	Free             int           `json:"rate_free_employees"`
+	BulkEnterprise   int           `json:"bulk_enterprise_employees"`
+	BulkFree         int           `json:"bulk_free_employees"`
 	Drift            []int         `json:"drift_users"`
 	TriggerRows      int           `json:"trigger_single_rows"`
 	TriggerBatch     int           `json:"trigger_batch_rows"`
@@ -67,7 +70,7 @@ type sizes struct {
 func fullSizes() sizes {
 	return sizes{
 		LatencyInserts: 1000, ChangeSample: 200, Backfill: 10000, BackfillRT: 2000,
-		Enterprise: 2000, Free: 200, Drift: []int{10000, 100000},
+		Enterprise: 2000, Free: 200, BulkEnterprise: 10000, BulkFree: 2000, Drift: []int{10000, 100000},
 		TriggerRows: 10000, TriggerBatch: 10000, TriggerBatches: 2, TriggerRounds: 3,
 		Idle: 60 * time.Second, ConvergeTimeout: 10 * time.Minute, DriftSeedWorkers: 8,
 	}
@@ -76,7 +79,7 @@ func fullSizes() sizes {
 func quickSizes() sizes {
 	return sizes{
 		LatencyInserts: 20, ChangeSample: 10, Backfill: 300, BackfillRT: 100,
-		Enterprise: 40, Free: 2, Drift: []int{2000},
+		Enterprise: 40, Free: 2, BulkEnterprise: 400, BulkFree: 250, Drift: []int{2000},
 		TriggerRows: 300, TriggerBatch: 1000, TriggerBatches: 2, TriggerRounds: 1,
 		Idle: 3 * time.Second, ConvergeTimeout: 2 * time.Minute, DriftSeedWorkers: 4,
 	}

@@ -48,7 +48,9 @@ func (b *bench) startSyncd(ctx context.Context, o daemonOptions) (*syncdProc, er
 	if p.logFile, err = os.Create(p.logPath); err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
-	args := append([]string{"run", "--source", o.source, "--slot", "syncbench_" + strings.ReplaceAll(o.name, "-", "_")}, o.extra...)
+	// The per-user path unless the scenario asks for bulk creation (extra
+	// comes later and wins).
+	args := append([]string{"run", "--source", o.source, "--slot", "syncbench_" + strings.ReplaceAll(o.name, "-", "_"), "--bulk-create", "off"}, o.extra...)
 	// No context: the process is stopped with SIGTERM by stop, as an
 	// operator's service manager would.
 	p.cmd = exec.Command(b.syncd, args...) //nolint:gosec // our own binary

@@ -30,6 +30,7 @@ type results struct {
 	Changes     *changeResult    `json:"changes,omitempty"`
 	Backfill    *backfillResult  `json:"backfill,omitempty"`
 	RateLimited []*rateResult    `json:"rate_limited,omitempty"`
+	Bulk        []*bulkResult    `json:"bulk_create,omitempty"`
 	Drift       []*driftResult   `json:"drift_scan,omitempty"`
 	Triggers    *triggerResult   `json:"trigger_overhead,omitempty"`
 	Idle        []*idleResult    `json:"idle,omitempty"`
@@ -119,6 +120,7 @@ func (r *results) evaluate() {
 			fmt.Sprintf("%.1f %% (%.2f req/s)", 100*q.Share, q.AchievedRate), q.Share >= 0.97)
 		add(fmt.Sprintf("429s, %s", q.Plan), "< 0.5 % of requests", q.TooManyPct, fmt.Sprintf("%.2f %% (%d)", q.TooManyPct, q.TooMany), q.TooManyPct < 0.5)
 	}
+	r.evaluateBulk(add)
 	for _, m := range r.Micro {
 		if m.Package != "auth0" || (m.Name != "RateEnterprise" && m.Name != "RateFree") {
 			continue
@@ -268,6 +270,7 @@ func (r *results) markdown() []byte {
 				q.Plan, q.Rate, q.Burst, q.Employees, q.Seconds, q.Admitted, q.AchievedRate, 100*q.Share, q.TooMany, q.TooManyPct, q.CallsPerEmp)
 		}
 	}
+	r.markdownBulk(p)
 	if len(r.Drift) > 0 {
 		p("\n## 4. Drift scan\n\n")
 		p("Accounts seeded through the emulator's API as the reconciler creates them, rows inserted linked and `synced` with their\n")

@@ -239,7 +239,8 @@ func accountProblems(e row, u map[string]any, roles []string) []string {
 	eq("app_metadata.sync_status", a["sync_status"], status)
 	opt(a, "app_metadata.department", trim(e.Department))
 	opt(a, "app_metadata.connecteam_id", trim(e.ConnecteamID))
-	if _, ok := a["created_at"].(string); !ok {
+	if _, ok := a["created_at"].(string); !ok && !strings.HasPrefix(e.UserID, "auth0|syncd-emp-") {
+		// An imported account has none: the import schema reserves the key.
 		out = append(out, "app_metadata.created_at is missing")
 	}
 	um, _ := u["user_metadata"].(map[string]any)

@@ -22,6 +22,8 @@ type config struct {
 	Employees int
 	// Kills is how many times `syncd run` is killed during it (default 5; 2 short).
 	Kills int
+	// BulkEmployees is the size of the bulk (import jobs) backfill (default 5,000; 400 short).
+	BulkEmployees int
 	// Good is the number of good rows the bad rows are mixed into (default 1,000; 100 short).
 	Good int
 	// Outage is how long Postgres stays stopped (default 10s; 5s short).
@@ -53,7 +55,7 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg }
 
 // Scenario names, in the order they run.
-var scenarioNames = []string{"kill", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down", "mass-delete"}
+var scenarioNames = []string{"kill", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down", "mass-delete", "bulk"}
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -64,6 +66,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.Int64Var(&c.Seed, "seed", 0, "seed of every random choice (0: from the clock; printed, so a run can be repeated)")
 	fs.IntVar(&c.Employees, "employees", 0, "employees in the kill -9 backfill (default 2000; 300 with -short)")
 	fs.IntVar(&c.Kills, "kills", 0, "kill -9s during the backfill (default 5; 2 with -short)")
+	fs.IntVar(&c.BulkEmployees, "bulk-employees", 0, "employees in the bulk backfill through import jobs (default 5000; 400 with -short)")
 	fs.IntVar(&c.Good, "good", 0, "good rows the bad rows are mixed into (default 1000; 100 with -short)")
 	fs.DurationVar(&c.Outage, "outage", 0, "how long Postgres stays stopped (default 10s; 5s with -short)")
 	fs.DurationVar(&c.Auth0Down, "auth0-down", 0, "how long every Auth0 call fails (default 60s; 10s with -short)")
@@ -97,6 +100,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	c.Employees = cmp.Or(c.Employees, pick(2000, 300))
 	c.Kills = cmp.Or(c.Kills, pick(5, 2))
+	c.BulkEmployees = cmp.Or(c.BulkEmployees, pick(5000, 400))
 	c.Good = cmp.Or(c.Good, pick(1000, 100))
 	c.Outage = cmp.Or(c.Outage, pickD(10*time.Second, 5*time.Second))
 	c.Auth0Down = cmp.Or(c.Auth0Down, pickD(60*time.Second, 10*time.Second))
@@ -120,6 +124,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case c.Employees < 10:
 		return c, &usageError{msg: fmt.Sprintf("-employees: must be at least 10, got %d", c.Employees)}
+	case c.BulkEmployees < 200:
+		return c, &usageError{msg: fmt.Sprintf("-bulk-employees: must be at least 200, got %d", c.BulkEmployees)}
 	case c.Kills < 0:
 		return c, &usageError{msg: fmt.Sprintf("-kills: must not be negative, got %d", c.Kills)}
 	case c.Good < 10:

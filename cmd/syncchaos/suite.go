@@ -67,6 +67,7 @@ var scenarios = []scenario{
 	{"unreachable", "AUTH0_DOMAIN on a closed port, then the tenant appears", runUnreachable},
 	{"auth0-down", "every Auth0 call answered 503 for a while", runAuth0Down},
 	{"mass-delete", "40% of employees deleted (held whole, shown by status and plan, released), a mass deactivation undone, a leaver, notify and replication", runMassDelete},
+	{"bulk", "kill -9 during a bulk backfill through import jobs, with lost 202s and jobs failing whole", runBulk},
 }
 
 func newSuite(ctx context.Context, cfg config, stdout, stderr io.Writer) (*suite, error) {

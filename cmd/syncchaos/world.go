@@ -119,6 +119,9 @@ func (w *world) env(domain, secret string) map[string]string {
 	return map[string]string{
 		"DATABASE_URL": w.dbURL, "AUTH0_DOMAIN": domain,
 		"AUTH0_CLIENT_ID": clientID, "AUTH0_CLIENT_SECRET": secret,
+		// The scenarios test the per-user path; the bulk one passes
+		// --bulk-create auto, which wins over the environment.
+		"SYNCD_BULK_CREATE": "off",
 	}
 }
 

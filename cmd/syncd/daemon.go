@@ -38,6 +38,7 @@ type daemon struct {
 	guard        *reconcile.Guard
 	scan         *reconcile.ScanLoop
 	rescue       *reconcile.Rescuer
+	bulk         *reconcile.Bulk // users-import jobs for a large backlog of new employees
 	metrics      *metrics
 	running      atomic.Int64 // reconciles past the breaker
 	metricsAddr  string
@@ -128,6 +129,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.guard.Run(gctx) })
 	g.Go(func() error { return d.scan.Run(gctx) })
 	g.Go(func() error { return d.rescue.Run(gctx) })
+	g.Go(func() error { return d.bulk.Run(gctx) })
 	if d.metricsAddr != "" {
 		ln, err := net.Listen("tcp", d.metricsAddr)
 		if err != nil {

@@ -29,6 +29,7 @@ type runConfig struct {
 	mapping mappingConfig
 	log     logConfig
 	console consoleConfig
+	bulk    bulkConfig
 
 	MetricsAddr          string
 	Source               string
@@ -59,6 +60,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	c.mapping.register(fs, e)
 	c.log.register(fs, e)
 	c.console.register(fs, e)
+	c.bulk.register(fs, e)
 	envString(fs, e, &c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "listen address of /metrics, /healthz and /readyz (empty: off)")
 	envString(fs, e, &c.Source, "source", "SYNCD_SOURCE", "notify", "change source: notify (LISTEN/NOTIFY + polling) or replication (logical replication slot)")
 	envString(fs, e, &c.SlotName, "slot", "SYNCD_SLOT", "syncd", "replication slot name (replication source)")
@@ -80,7 +82,7 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 		return nil, err
 	}
 	// Every problem at once, each naming its setting as it was given.
-	errs := []error{c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate(), c.console.validate()}
+	errs := []error{c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate(), c.console.validate(), c.bulk.validate()}
 	for _, check := range c.checks {
 		errs = append(errs, check())
 	}
@@ -209,6 +211,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	rcfg.Guard, rcfg.Logger, rcfg.Timeout, rcfg.Settings = d.guard, logger, c.ReconcileTimeout, settingNames
 	d.rec, err = reconcile.New(pool, api, rcfg)
 	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	if d.bulk, err = newBulk(&c.bulk, d.rec, api, m); err != nil {
 		pool.Close()
 		return nil, nil, err
 	}

@@ -390,7 +390,7 @@ func TestShutdownMidBackfillLosesNothing(t *testing.T) {
 	t.Cleanup(front.Close)
 	x.domain = front.URL
 	const rows, workers = 500, 4
-	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--workers", fmt.Sprint(workers))
+	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--workers", fmt.Sprint(workers), "--bulk-create", "off")
 	x.exec(`INSERT INTO employees (name, email) SELECT 'E' || g, 'e' || g || '@example.com' FROM generate_series(1, $1) g`, rows)
 	require.True(t, assertEventually(func() bool { return x.countStatus("synced") >= 50 }, 60*time.Second))
 	hold.holding.Store(true)
@@ -410,7 +410,7 @@ func TestShutdownMidBackfillLosesNothing(t *testing.T) {
 	require.Contains(t, x.logs.String(), "stopped")
 
 	hold.holding.Store(false)
-	d = x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h")
+	d = x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--bulk-create", "off")
 	defer d.stop(t)
 	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == rows }, 120*time.Second), "synced %d", x.countStatus("synced"))
 	require.Len(t, x.emu.Emulator.Users(), rows, "no duplicate accounts")

@@ -115,6 +115,7 @@ func printStatus(e *env, rep *reconcile.StatusReport) {
 		fmt.Fprintf(e.stdout, "Replication slot %q: %s, lag %d bytes, wal_status %s\n", s.Name, state, s.LagBytes, s.WALState)
 	}
 	printWaiting(e, rep.Deprovisions, false)
+	printImportJobs(e, rep.ImportJobs)
 	if len(rep.Reasons) == 0 {
 		return
 	}
