@@ -131,6 +131,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	logger := c.log.logger(e.stderr)
+	logger.InfoContext(ctx, "syncd starting", buildAttrs()...)
 	d, cleanup, err := newDaemon(ctx, c, logger)
 	if err != nil {
 		return err
