@@ -20,7 +20,7 @@ func init() {
 	})
 }
 
-// versionFlags are the spellings of `syncd version` as a top-level flag.
+// isVersionFlag reports the spellings of `syncd version` as a top-level flag.
 func isVersionFlag(arg string) bool {
 	switch arg {
 	case "--version", "-version", "-v":
@@ -45,4 +45,3 @@ func newBuildInfoGauge() prometheus.Collector {
 	g.Set(1)
 	return g
 }
-
