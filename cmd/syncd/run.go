@@ -174,6 +174,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		pool.Close()
 		return nil, nil, fmt.Errorf("database schema is not current (version %d, want %d): run `syncd migrate` or start with --migrate", current, syncdsql.Latest())
 	}
+	if current > syncdsql.Latest() {
+		logger.WarnContext(ctx, "database schema is newer than this syncd knows: a newer syncd migrated it; this one runs on (migrations are additive), upgrade it",
+			"schema_version", current, "known", syncdsql.Latest())
+	}
 
 	m := newMetrics()
 	d := &daemon{log: logger, pool: pool, metrics: m, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout,

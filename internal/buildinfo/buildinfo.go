@@ -2,13 +2,17 @@
 // at link time, or the one Go derives from the module and its VCS stamp), the
 // commit it was built from and whether the tree had uncommitted changes.
 //
-// A release sets the version with
+// A release sets the version, and the commit and modified flag, at link time:
 //
-//	go build -ldflags "-X github.com/syncd/syncd/internal/buildinfo.version=v1.2.3"
+//	go build -ldflags "-X github.com/syncd/syncd/internal/buildinfo.version=v1.2.3
+//	  -X github.com/syncd/syncd/internal/buildinfo.commit=$(git rev-parse HEAD)
+//	  -X github.com/syncd/syncd/internal/buildinfo.modified=false"
 //
-// (`make release` does). Any `go build` inside the git repository stamps the
-// commit and the modified flag by itself (-buildvcs=auto); `go run` and
-// `go test` do not, and say so.
+// (`make release` and `make image` do). Without them, a `go build` in a clone
+// of the repository stamps the commit and the modified flag by itself
+// (-buildvcs=auto), but not in a git worktree (Go looks for a .git directory)
+// nor with GOFLAGS=-buildvcs=false; `go run` and `go test` never do, and
+// `syncd version` says so.
 package buildinfo
 
 import (
@@ -18,8 +22,8 @@ import (
 	"time"
 )
 
-// version is set by -ldflags -X for releases; empty otherwise.
-var version string
+// Set by -ldflags -X for releases; empty otherwise. modified is "true" or "false".
+var version, commit, modified string
 
 // Info is what is known of this build.
 type Info struct {
@@ -47,13 +51,21 @@ func Read() Info {
 	if !ok {
 		bi = nil
 	}
-	return from(bi, version)
+	return from(bi, linked{version: version, commit: commit, modified: modified})
 }
 
+// linked is what the linker was told (-X); it wins over the VCS stamp.
+type linked struct{ version, commit, modified string }
+
 // from builds an Info from Go's build information (nil when the binary has
-// none) and the link-time version.
-func from(bi *debug.BuildInfo, linked string) Info {
-	i := Info{Version: linked, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+// none) and the link-time values.
+func from(bi *debug.BuildInfo, l linked) (i Info) {
+	i = Info{Version: l.version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	defer func() {
+		if l.commit != "" {
+			i.Commit, i.Modified = l.commit, l.modified == "true"
+		}
+	}()
 	if bi == nil {
 		if i.Version == "" {
 			i.Version = "(devel)"

@@ -20,7 +20,7 @@ func TestFrom(t *testing.T) {
 	tests := []struct {
 		name   string
 		bi     *debug.BuildInfo
-		linked string
+		linked linked
 		want   Info
 		line   string
 	}{
@@ -31,10 +31,17 @@ func TestFrom(t *testing.T) {
 			line: "v0.0.0-20261202013000-4156b1b12345+dirty (commit 4156b1b12345, modified tree, go1.26.8, linux/arm64)",
 		},
 		{
-			name: "release", bi: stamped, linked: "v1.2.3",
+			name: "release", bi: stamped, linked: linked{version: "v1.2.3"},
 			want: Info{Version: "v1.2.3", Commit: "4156b1b123456789abcdef0123456789abcdef01",
 				CommitTime: time.Date(2026, 12, 2, 1, 30, 0, 0, time.UTC), Modified: true, GoVersion: "go1.26.8", Platform: "linux/arm64"},
 			line: "v1.2.3 (commit 4156b1b12345, modified tree, go1.26.8, linux/arm64)",
+		},
+		{
+			name: "release from a worktree (no VCS stamp)", bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/syncd/syncd", Version: "(devel)"},
+				Settings: []debug.BuildSetting{{Key: "GOOS", Value: "linux"}, {Key: "GOARCH", Value: "amd64"}}},
+			linked: linked{version: "v1.2.3", commit: "105540b1c748fa8c82983f639de75b60e0c7a114", modified: "false"},
+			want:   Info{Version: "v1.2.3", Commit: "105540b1c748fa8c82983f639de75b60e0c7a114", GoVersion: "go1.26.8", Platform: "linux/amd64"},
+			line:   "v1.2.3 (commit 105540b1c748, clean tree, go1.26.8, linux/amd64)",
 		},
 		{
 			name: "go run", bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/syncd/syncd", Version: "(devel)"},
@@ -55,9 +62,9 @@ func TestFrom(t *testing.T) {
 
 func TestFromWithoutBuildInfo(t *testing.T) {
 	t.Parallel()
-	got := from(nil, "")
+	got := from(nil, linked{})
 	require.Equal(t, "(devel)", got.Version)
 	require.Empty(t, got.Commit)
 	require.Equal(t, "unknown", got.ShortCommit())
-	require.Equal(t, "v9.9.9", from(nil, "v9.9.9").Version)
+	require.Equal(t, "v9.9.9", from(nil, linked{version: "v9.9.9"}).Version)
 }
