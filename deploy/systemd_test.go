@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bufio"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,8 +77,7 @@ func TestSystemdUnit(t *testing.T) {
 			}
 		}
 		require.NotEmpty(t, hostUnits, "the host's system units (sysinit.target)")
-		require.NoError(t, os.MkdirAll(filepath.Join(sysroot, "usr/lib/systemd"), 0o755))
-		require.NoError(t, os.Symlink(hostUnits, filepath.Join(sysroot, "usr/lib/systemd/system")))
+		copyUnits(t, hostUnits, filepath.Join(sysroot, "usr/lib/systemd/system"))
 		out, err := exec.Command(analyze, "verify", "--root="+sysroot, "/etc/systemd/system/syncd.service").CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		require.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify has something to say")
@@ -117,6 +117,40 @@ func TestSystemdUnit(t *testing.T) {
 		require.Equal(t, 0, p.stop(t, sig), "a clean exit on %s", sig)
 		require.Contains(t, p.logs.String(), `"msg":"stopped"`)
 	})
+}
+
+// copyUnits copies the host's unit directory (files, and symlinks as
+// they are) into the verify root: a symlink to the directory would be
+// resolved inside the root and loop.
+func copyUnits(t *testing.T, from, to string) {
+	t.Helper()
+	require.NoError(t, filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, dst)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(dst, b, 0o644)
+		}
+		return nil
+	}))
 }
 
 // parseUnit reads a unit file: section → key → value (the last one wins;
