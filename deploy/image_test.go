@@ -43,24 +43,23 @@ func mustPodman(t *testing.T, args ...string) string {
 	return out
 }
 
-// ulimits are the --ulimit flags: this process's own limits, since the
-// sandbox refuses podman's defaults (a nofile limit above its hard limit).
+// ulimits are the --ulimit flags: the sandbox this runs in refuses podman's
+// defaults (a nofile limit above its hard limit), and refuses a container
+// nproc limit near the host's own. syncd needs a few hundred descriptors
+// (connections, listeners) and a few dozen threads, so it gets 8192 and
+// 4096, or this process's own hard limits if lower.
 func ulimits(t *testing.T) []string {
 	t.Helper()
 	var flags []string
 	for _, l := range []struct {
 		name string
 		res  int
-	}{{"nofile", syscall.RLIMIT_NOFILE}, {"nproc", 6 /* RLIMIT_NPROC */}} {
+		want uint64
+	}{{"nofile", syscall.RLIMIT_NOFILE, 8192}, {"nproc", 6 /* RLIMIT_NPROC */, 4096}} {
 		var r syscall.Rlimit
 		require.NoError(t, syscall.Getrlimit(l.res, &r))
-		v := func(x uint64) string {
-			if x == ^uint64(0) {
-				return "-1"
-			}
-			return strconv.FormatUint(x, 10)
-		}
-		flags = append(flags, "--ulimit", l.name+"="+v(r.Cur)+":"+v(r.Max))
+		n := strconv.FormatUint(min(l.want, r.Max), 10)
+		flags = append(flags, "--ulimit", l.name+"="+n+":"+n)
 	}
 	return flags
 }
