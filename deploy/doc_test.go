@@ -151,19 +151,14 @@ type world struct {
 	emu   *emulator.Server
 }
 
-// newWorld starts the emulator and creates a database: empty (to be migrated
-// by what is tested) when empty is true, else migrated to this build's schema.
-func newWorld(t *testing.T, empty bool) *world {
+// newWorld starts the emulator and creates an empty database: what is tested
+// migrates it (--migrate).
+func newWorld(t *testing.T) *world {
 	t.Helper()
 	emu, err := testcontainers.StartEmulator(emulator.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = emu.Close() })
-	var dbURL string
-	if empty {
-		dbURL = pgtest.NewEmptyDatabase(t)
-	} else {
-		dbURL = pgtest.NewDatabase(t)
-	}
+	dbURL := pgtest.NewEmptyDatabase(t)
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)

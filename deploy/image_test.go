@@ -102,7 +102,7 @@ func TestImage(t *testing.T) {
 	require.Error(t, err, "the image has no shell: %s", out)
 	require.Contains(t, out, "/bin/sh", "podman says /bin/sh is missing: %s", out)
 
-	w := newWorld(t, true)
+	w := newWorld(t)
 	name := fmt.Sprintf("syncd-test-%d", time.Now().UnixNano())
 	env := w.settings()
 	env["METRICS_ADDR"] = "127.0.0.1:0" // the host's network: not the image's :9464, which another process may hold

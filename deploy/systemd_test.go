@@ -99,7 +99,7 @@ func TestSystemdUnit(t *testing.T) {
 			require.Equal(t, "SIGTERM", name, "syncd drains on SIGTERM (or SIGINT)")
 		}
 
-		w := newWorld(t, true) // ExecStart has --migrate
+		w := newWorld(t) // ExecStart has --migrate
 		fill := w.settings()
 		// Not the default port, which another process of this machine may hold.
 		fill["METRICS_ADDR"] = "127.0.0.1:0"

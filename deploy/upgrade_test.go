@@ -47,7 +47,7 @@ func TestRollingUpgrade(t *testing.T) {
 	buildSyncd(t, src, oldBin)
 	buildSyncd(t, root, newBin)
 
-	w := newWorld(t, true)
+	w := newWorld(t)
 	env := w.settings()
 	env["LOG_FORMAT"], env["METRICS_ADDR"], env["SYNCD_POLL_INTERVAL"] = "json", "127.0.0.1:0", "200ms"
 
