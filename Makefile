@@ -43,11 +43,13 @@ build:
 	$(GO) build -o bin/syncd ./cmd/syncd
 
 # ── Release, image, deployment checks ────────────────────────────────────────
-# VERSION defaults to the newest v* tag (plus -dirty); without a tag the binaries
-# carry Go's pseudo-version or "(devel)", and always the commit and modified flag.
-VERSION   ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null)
+# VERSION defaults to the newest v* tag (plus -dirty), else a Go-style
+# pseudo-version of the commit (v0.0.0-UTCTIME-COMMIT12, +dirty when modified);
+# the commit and the modified flag are always linked in.
 COMMIT    := $(shell git rev-parse HEAD 2>/dev/null)
 MODIFIED  := $(shell git status --porcelain 2>/dev/null | grep -q . && echo true || echo false)
+VERSION   ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || \
+  TZ=UTC git show -s --abbrev=12 --date=format-local:%Y%m%d%H%M%S --format='v0.0.0-%cd-%h' HEAD 2>/dev/null)$(if $(filter true,$(MODIFIED)),$(if $(findstring -dirty,$(shell git describe --tags --match 'v*' --dirty 2>/dev/null)),,+dirty))
 BUILDINFO := github.com/syncd/syncd/internal/buildinfo
 LDFLAGS   := -s -w -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).modified=$(MODIFIED) $(if $(VERSION),-X $(BUILDINFO).version=$(VERSION))
 PLATFORMS := linux/amd64 linux/arm64 darwin/arm64
@@ -74,7 +76,7 @@ release:
 # The image: FROM scratch, the static linux binary of IMAGE_ARCH built here,
 # the host's CA certificates, a non-root user. Nothing is pulled.
 IMAGE      ?= localhost/syncd
-IMAGE_TAG  ?= $(or $(VERSION),dev)
+IMAGE_TAG  ?= $(subst +,-,$(or $(VERSION),dev))
 IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 PODMAN     ?= podman
 CA_BUNDLE  ?= /etc/ssl/certs/ca-certificates.crt
