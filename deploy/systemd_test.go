@@ -90,9 +90,9 @@ func TestSystemdUnit(t *testing.T) {
 		require.NotNil(t, m, "syncd run -h names the shutdown timeout's default:\n%s", help)
 		drain, err := time.ParseDuration(string(m[1]))
 		require.NoError(t, err)
-		stopSec, err := time.ParseDuration(svc["TimeoutStopSec"] + "s")
+		stopTimeout, err := time.ParseDuration(svc["TimeoutStopSec"] + "s")
 		require.NoError(t, err)
-		require.Greater(t, stopSec, drain, "TimeoutStopSec leaves syncd its shutdown timeout")
+		require.Greater(t, stopTimeout, drain, "TimeoutStopSec leaves syncd its shutdown timeout")
 
 		sig := syscall.SIGTERM
 		if name := svc["KillSignal"]; name != "" {
