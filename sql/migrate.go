@@ -28,6 +28,20 @@ const Channel = "auth0_outbox"
 // Publication is the publication of auth0_outbox inserts used by replication mode.
 const Publication = "syncd_outbox"
 
+// NewerSchemaError is Migrate's refusal of a database migrated by a newer
+// syncd: this build does not know the newest migrations, so it cannot tell
+// what they did, and tern would try to migrate down. Schema changes are
+// additive, so an older syncd may go on running against the newer schema
+// (`syncd run` without --migrate); it only never migrates it.
+type NewerSchemaError struct {
+	Have  int32 // the database's schema version
+	Known int32 // the newest version this build knows (Latest)
+}
+
+func (e *NewerSchemaError) Error() string {
+	return fmt.Sprintf("database schema version %d is newer than this syncd knows (%d): a newer syncd migrated it; migrate with that version or a later one", e.Have, e.Known)
+}
+
 // Result says what Migrate did.
 type Result struct {
 	From, To int32 // schema version before and after
@@ -45,7 +59,16 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("read schema version: %w", err)
 	}
+	known := int32(len(m.Migrations))
+	if from > known {
+		return Result{From: from, To: from}, &NewerSchemaError{Have: from, Known: known}
+	}
 	if err := m.Migrate(ctx); err != nil {
+		// A newer syncd may have migrated between the look above and
+		// tern's own, under its lock.
+		if now, verr := m.GetCurrentVersion(ctx); verr == nil && now > known {
+			return Result{From: now, To: now}, &NewerSchemaError{Have: now, Known: known}
+		}
 		return Result{}, fmt.Errorf("migrate: %w", err)
 	}
 	to, err := m.GetCurrentVersion(ctx)

@@ -164,9 +164,7 @@ func (p *Postgres) Start(ctx context.Context) error {
 	}
 	cmd := exec.Command(filepath.Join(p.binDir, "postgres"), "-D", p.dataDir, "-p", strconv.Itoa(p.port))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Pdeathsig: the server dies with the process that started it, even when
-	// a test panics and no deferred cleanup runs.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = serverProcAttr(p.cred)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("start postgres: %w", err)

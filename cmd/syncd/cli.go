@@ -101,6 +101,9 @@ const (
 // arguments, environment and streams.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	e := &env{getenv: getenv, stdout: stdout, stderr: stderr, flagOf: map[string]string{}}
+	if len(args) > 0 && isVersionFlag(args[0]) {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(stdout)
 		if len(args) == 0 {

@@ -85,6 +85,7 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
+	f(newBuildInfoGauge())
 	return m
 }
 

@@ -132,7 +132,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	logger := c.log.logger(e.stderr)
-	logger.InfoContext(ctx, "syncd starting", c.settingsAttr())
+	logger.InfoContext(ctx, "syncd starting", append(buildAttrs(), c.settingsAttr())...)
 	if err := waitForDatabase(ctx, c.db.URL, c.MetricsAddr, logger); err != nil {
 		if errors.Is(err, errStopped) {
 			return nil
@@ -180,6 +180,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	if err := pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+syncdsql.VersionTable).Scan(&current); err != nil || current < syncdsql.Latest() {
 		pool.Close()
 		return nil, nil, fmt.Errorf("database schema is not current (version %d, want %d): run `syncd migrate` or start with --migrate", current, syncdsql.Latest())
+	}
+	if current > syncdsql.Latest() {
+		logger.WarnContext(ctx, "database schema is newer than this syncd knows: a newer syncd migrated it; this one runs on (migrations are additive), upgrade it",
+			"schema_version", current, "known", syncdsql.Latest())
 	}
 
 	m := newMetrics()
