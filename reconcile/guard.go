@@ -150,6 +150,11 @@ type GuardConfig struct {
 	// Tick is how often Run decides and hands back (default Settle/5, at
 	// least 100ms, at most 2s).
 	Tick time.Duration
+	// Fast lets a deprovision skip settling when nothing is held and the
+	// hour's count, plus everything settling, plus every row asking that has
+	// not reached a worker yet, stays within half of Limit (guard_fast.go).
+	// Off by default; the daemon turns it on.
+	Fast bool
 	// OnTrip is called once per trip, by the process that decided it: a
 	// batch was held (to log why).
 	OnTrip func(reason string, held int)
@@ -250,6 +255,13 @@ func (g *Guard) Request(ctx context.Context, d Deprovision) (Decision, error) {
 		tripped, err := heldReason(ctx, tx)
 		if err != nil {
 			return err
+		}
+		if tripped == "" {
+			fast, err := g.fastAllow(ctx, tx, d)
+			if err != nil || fast {
+				dec = Decision{Verdict: Allowed, New: true}
+				return err
+			}
 		}
 		dec = Decision{Verdict: Settling, Reason: g.settlingReason(), New: true}
 		var decided any

@@ -15,6 +15,8 @@ import (
 //	POST /admin/calls/reset   zero the counters
 //	GET  /admin/rate          {"plan":…,"rate":…,"burst":…}
 //	PUT  /admin/rate          {"plan":"free"} or {"rate":10,"burst":5}
+//	POST /admin/users/{id}/logins   a login: one session and one refresh token
+//	GET  /admin/users/{id}/access   sessions, refresh tokens and revocations
 //
 // It answers only loopback clients unless Options.AdminRemote is set.
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -60,6 +62,9 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
+		if e.serveAccessAdmin(w, r) {
+			return
+		}
 		writeError(w, errorf(http.StatusNotFound, "", "Not Found"))
 	}
 }

@@ -122,6 +122,7 @@ type Emulator struct {
 	roles   []*role
 	jobs    map[string]*job
 	history map[string][]indexEntry // what search sees, when SearchDelay > 0
+	access  map[string]*access      // sessions and refresh tokens by user id (sessions.go)
 
 	faultMu sync.Mutex
 	faults  Faults
