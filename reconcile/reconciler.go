@@ -412,13 +412,15 @@ func (a *attempt) converge(ctx context.Context) Outcome {
 			}
 		}
 		plan := Diff(d, o)
-		rev := e.revoked
-		if e.Auth0UserID == nil || o.UserID != *e.Auth0UserID {
-			rev = revoked{} // another account than the stored one: nothing on record for it here
-		}
-		plan, err := a.planRevocations(ctx, plan, d, o.UserID, rev)
-		if err != nil {
-			return a.retry(err)
+		var err error
+		if o != nil { // no account: nothing to revoke
+			rev := e.revoked
+			if e.Auth0UserID == nil || o.UserID != *e.Auth0UserID {
+				rev = revoked{} // another account than the stored one: nothing on record for it here
+			}
+			if plan, err = a.planRevocations(ctx, plan, d, o.UserID, rev); err != nil {
+				return a.retry(err)
+			}
 		}
 		if plan.Deprovisions() || plan.Revokes() {
 			if out := a.askGuard(ctx, plan, Deprovision{Kind: KindInactive, EmployeeID: e.ID, UserID: o.UserID}); out != nil {
