@@ -25,9 +25,10 @@ const (
 	scRateLimit = "ratelimit"
 	scIdle      = "idle"
 	scMicro     = "micro"
+	scOffboard  = "offboard"
 )
 
-var allScenarios = []string{scMicro, scLatency, scBackfill, scDrift, scTriggers, scRateLimit, scIdle}
+var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scDrift, scTriggers, scRateLimit, scIdle}
 
 // config is every setting of one benchmark run.
 type config struct {
@@ -62,6 +63,9 @@ type sizes struct {
 	IdleSeconds      float64       `json:"idle_seconds"`
 	ConvergeTimeout  time.Duration `json:"-"`
 	DriftSeedWorkers int           `json:"-"`
+	// Offboarding: employees synced, of whom Leavers leave one at a time.
+	OffboardEmployees int `json:"offboard_employees"`
+	OffboardLeavers   int `json:"offboard_leavers"`
 }
 
 func fullSizes() sizes {
@@ -70,6 +74,7 @@ func fullSizes() sizes {
 		Enterprise: 2000, Free: 200, Drift: []int{10000, 100000},
 		TriggerRows: 10000, TriggerBatch: 10000, TriggerBatches: 2, TriggerRounds: 3,
 		Idle: 60 * time.Second, ConvergeTimeout: 10 * time.Minute, DriftSeedWorkers: 8,
+		OffboardEmployees: 2500, OffboardLeavers: 100,
 	}
 }
 
@@ -79,6 +84,7 @@ func quickSizes() sizes {
 		Enterprise: 40, Free: 2, Drift: []int{2000},
 		TriggerRows: 300, TriggerBatch: 1000, TriggerBatches: 2, TriggerRounds: 1,
 		Idle: 3 * time.Second, ConvergeTimeout: 2 * time.Minute, DriftSeedWorkers: 4,
+		OffboardEmployees: 300, OffboardLeavers: 10,
 	}
 }
 
