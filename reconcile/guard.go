@@ -252,16 +252,13 @@ func (g *Guard) Request(ctx context.Context, d Deprovision) (Decision, error) {
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read deprovision: %w", err)
 		}
+		if fast, err := g.fastAllow(ctx, tx, d); err != nil || fast {
+			dec = Decision{Verdict: Allowed, New: true}
+			return err
+		}
 		tripped, err := heldReason(ctx, tx)
 		if err != nil {
 			return err
-		}
-		if tripped == "" {
-			fast, err := g.fastAllow(ctx, tx, d)
-			if err != nil || fast {
-				dec = Decision{Verdict: Allowed, New: true}
-				return err
-			}
 		}
 		dec = Decision{Verdict: Settling, Reason: g.settlingReason(), New: true}
 		var decided any

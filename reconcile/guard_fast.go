@@ -28,38 +28,33 @@ import (
 // limit through at once; the rest settles, is counted with what went through
 // (the window), and is held whole when over the limit.
 
-// fastLimit is the most deprovisions the fast path lets the hour's count
-// reach: half the limit, rounded down (0: never fast).
-func (g *Guard) fastLimit(managed int) int {
-	return g.cfg.Limit.of(managed) / 2
-}
-
 // fastAllow decides d at once if it may skip settling (see above), inside
-// the guard's transaction; it reports whether it allowed d and recorded it
-// as allowed (already queued: the reconcile asking carries it out now) and
-// counted in the window.
+// the guard's transaction, in one statement: it reports whether it allowed d,
+// recorded it as allowed (already queued: the reconcile asking carries it out
+// now) and counted it in the window.
 func (g *Guard) fastAllow(ctx context.Context, tx pgx.Tx, d Deprovision) (bool, error) {
 	if !g.cfg.Fast {
 		return false, nil
 	}
-	var managed, recent, settling, waiting int
-	err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM employees WHERE auth0_user_id IS NOT NULL),
-			(SELECT count(*) FROM syncd_deprovision_window WHERE decided_at > $1),
-			(SELECT count(*) FROM syncd_deprovisions WHERE state = 'settling'),
-			(`+waitingSQL+`)`, g.cfg.Now().Add(-g.cfg.Window)).Scan(&managed, &recent, &settling, &waiting)
-	if err != nil {
-		return false, fmt.Errorf("count deprovisions: %w", err)
-	}
-	if managed == 0 || recent+settling+max(waiting, 1) > g.fastLimit(managed) {
-		return false, nil
-	}
 	now := g.cfg.Now()
-	if _, err := tx.Exec(ctx, `INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, email, state, requested_at, decided_at, queued_at)
-		VALUES ($1, $2, $3, $4, $5, 'allowed', $6, $6, $6)`, d.key(), d.Kind, d.EmployeeID, nullable(d.UserID), nullable(d.Email), now); err != nil {
-		return false, fmt.Errorf("record deprovision: %w", err)
+	var allowed bool
+	// The limit as Limit.of computes it: a share (at least 1) or a count; half of it.
+	err := tx.QueryRow(ctx, `WITH c AS (
+			SELECT (SELECT count(*) FROM employees WHERE auth0_user_id IS NOT NULL) AS managed,
+				(SELECT count(*) FROM syncd_deprovision_window WHERE decided_at > $6) AS recent,
+				(SELECT count(*) FROM syncd_deprovisions WHERE state = 'settling') AS settling,
+				(`+waitingSQL+`) AS waiting,
+				EXISTS (SELECT 1 FROM syncd_deprovisions WHERE state = 'held') AS holding),
+		ok AS (SELECT 1 FROM c WHERE NOT holding AND managed > 0
+			AND recent + settling + greatest(waiting, 1) <= (CASE WHEN $7::float8 > 0 THEN greatest(1, floor(managed * $7::float8 / 100))::bigint ELSE $8::bigint END) / 2),
+		ins AS (INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, email, state, requested_at, decided_at, queued_at)
+			SELECT $1, $2, $3, $4, $5, 'allowed', $9, $9, $9 FROM ok RETURNING key),
+		win AS (INSERT INTO syncd_deprovision_window (decided_at, key) SELECT $9, key FROM ins)
+		SELECT EXISTS (SELECT 1 FROM ins)`,
+		d.key(), d.Kind, d.EmployeeID, nullable(d.UserID), nullable(d.Email), now.Add(-g.cfg.Window),
+		g.cfg.Limit.Percent, g.cfg.Limit.Count, now).Scan(&allowed)
+	if err != nil {
+		return false, fmt.Errorf("decide deprovision at once: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO syncd_deprovision_window (decided_at, key) VALUES ($1, $2)`, now, d.key()); err != nil {
-		return false, fmt.Errorf("count deprovision: %w", err)
-	}
-	return true, nil
+	return allowed, nil
 }
