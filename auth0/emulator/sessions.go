@@ -43,8 +43,9 @@ const (
 // emulator carried out.
 type Revocation struct {
 	At time.Time `json:"at"`
-	// Delivered: the answer (202) reached the client. A lost answer (the
-	// LoseAnswer fault) revoked all the same, but the client cannot know.
+	// Delivered: the answer (202) was sent to a client still connected. A
+	// lost answer (the LoseAnswer fault, or a client gone meanwhile) revoked
+	// all the same, but the client cannot know.
 	Delivered bool `json:"delivered"`
 	// Ended is how many sessions or refresh tokens it ended.
 	Ended int `json:"ended"`
@@ -186,7 +187,11 @@ func (e *Emulator) revoke(w http.ResponseWriter, r *http.Request, kind string) {
 		return
 	}
 	id := r.PathValue("id")
+	// Its answer will not reach the client: lost on purpose, or the client
+	// is gone already (its process was killed while the request was on its
+	// way; the server noticed the closed connection).
 	_, lost := w.(*discardWriter)
+	lost = lost || r.Context().Err() != nil
 	e.mu.Lock()
 	if e.users[id] == nil {
 		e.mu.Unlock()
