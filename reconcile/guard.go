@@ -239,6 +239,15 @@ func (g *Guard) Request(ctx context.Context, d Deprovision) (Decision, error) {
 	if g.cfg.AllowMass {
 		return Decision{Verdict: Allowed}, nil
 	}
+	if g.cfg.Fast {
+		fast, err := g.requestFast(ctx, d)
+		if err != nil {
+			return Decision{}, err
+		}
+		if fast {
+			return Decision{Verdict: Allowed, New: true}, nil
+		}
+	}
 	var dec Decision
 	err := g.inTx(ctx, func(tx pgx.Tx) error {
 		dec = Decision{}
@@ -251,10 +260,6 @@ func (g *Guard) Request(ctx context.Context, d Deprovision) (Decision, error) {
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read deprovision: %w", err)
-		}
-		if fast, err := g.fastAllow(ctx, tx, d); err != nil || fast {
-			dec = Decision{Verdict: Allowed, New: true}
-			return err
 		}
 		tripped, err := heldReason(ctx, tx)
 		if err != nil {

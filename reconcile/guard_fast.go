@@ -28,32 +28,49 @@ import (
 // limit through at once; the rest settles, is counted with what went through
 // (the window), and is held whole when over the limit.
 
-// fastAllow decides d at once if it may skip settling (see above), inside
-// the guard's transaction, in one statement: it reports whether it allowed d,
-// recorded it as allowed (already queued: the reconcile asking carries it out
-// now) and counted it in the window.
-func (g *Guard) fastAllow(ctx context.Context, tx pgx.Tx, d Deprovision) (bool, error) {
-	if !g.cfg.Fast {
-		return false, nil
-	}
+// requestFast decides a new deprovision d at once if it may skip settling
+// (see above). It is one round trip: a pipelined transaction that takes the
+// guard's lock and then, in one statement whose snapshot follows the lock,
+// counts, decides, records d as allowed (already queued: the reconcile
+// asking carries it out now) and counts it in the window. It reports whether
+// it allowed d; a d the guard knows already, or one that must settle, is
+// left to Request's transaction.
+func (g *Guard) requestFast(ctx context.Context, d Deprovision) (bool, error) {
 	now := g.cfg.Now()
-	var allowed bool
-	// The limit as Limit.of computes it: a share (at least 1) or a count; half of it.
-	err := tx.QueryRow(ctx, `WITH c AS (
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, guardLockKey)
+	// The limit as Limit.of computes it (a share, at least 1, or a count); half of it.
+	b.Queue(`WITH c AS (
 			SELECT (SELECT count(*) FROM employees WHERE auth0_user_id IS NOT NULL) AS managed,
 				(SELECT count(*) FROM syncd_deprovision_window WHERE decided_at > $6) AS recent,
 				(SELECT count(*) FROM syncd_deprovisions WHERE state = 'settling') AS settling,
 				(`+waitingSQL+`) AS waiting,
-				EXISTS (SELECT 1 FROM syncd_deprovisions WHERE state = 'held') AS holding),
-		ok AS (SELECT 1 FROM c WHERE NOT holding AND managed > 0
+				EXISTS (SELECT 1 FROM syncd_deprovisions WHERE state = 'held' OR key = $1) AS busy),
+		ok AS (SELECT 1 FROM c WHERE NOT busy AND managed > 0
 			AND recent + settling + greatest(waiting, 1) <= (CASE WHEN $7::float8 > 0 THEN greatest(1, floor(managed * $7::float8 / 100))::bigint ELSE $8::bigint END) / 2),
 		ins AS (INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, email, state, requested_at, decided_at, queued_at)
 			SELECT $1, $2, $3, $4, $5, 'allowed', $9, $9, $9 FROM ok RETURNING key),
 		win AS (INSERT INTO syncd_deprovision_window (decided_at, key) SELECT $9, key FROM ins)
 		SELECT EXISTS (SELECT 1 FROM ins)`,
 		d.key(), d.Kind, d.EmployeeID, nullable(d.UserID), nullable(d.Email), now.Add(-g.cfg.Window),
-		g.cfg.Limit.Percent, g.cfg.Limit.Count, now).Scan(&allowed)
-	if err != nil {
+		g.cfg.Limit.Percent, g.cfg.Limit.Count, now)
+	b.Queue(`COMMIT`)
+	res := g.pool.SendBatch(ctx, b)
+	defer res.Close()
+	var allowed bool
+	for i := range 4 {
+		var err error
+		if i == 2 {
+			err = res.QueryRow().Scan(&allowed)
+		} else {
+			_, err = res.Exec()
+		}
+		if err != nil {
+			return false, fmt.Errorf("decide deprovision at once: %w", err)
+		}
+	}
+	if err := res.Close(); err != nil {
 		return false, fmt.Errorf("decide deprovision at once: %w", err)
 	}
 	return allowed, nil
