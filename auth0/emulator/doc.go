@@ -13,7 +13,11 @@
 // 1,000-result cap; roles (a user's listed by name) and checkpoint paging of
 // role members (in assignment order, Options.RoleMembersOrder); export jobs
 // that serve a gzipped NDJSON file; token scopes; per-plan token-bucket rate
-// limits with X-RateLimit-* headers.
+// limits with X-RateLimit-* headers; per-user sessions and refresh tokens
+// (made by a login, Login or POST /admin/users/{id}/logins) that
+// DELETE /api/v2/users/{id}/sessions and /refresh-tokens revoke, with every
+// revocation on record (Access), on the enterprise and unlimited plans only
+// (the others answer 403 operation_not_supported, sessions.go).
 //
 // Tests steer it with faults (latency, 5xx, dropped connections, writes whose
 // answer is lost, one-shot scripted failures), read request counters by
