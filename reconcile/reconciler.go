@@ -297,8 +297,6 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 			RETURNING `+employeeColumns+`, `+revokedColumns, id, lease, r.owner), &rev))
 		if err == nil {
 			e.revoked = rev
-		}
-		if err == nil {
 			return e, nil // r.release(id) when done
 		}
 		r.release(id)
