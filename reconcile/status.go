@@ -25,6 +25,9 @@ type StatusReport struct {
 	Slots []SlotInfo `json:"replication_slots"`
 	// Deprovisions waits for the mass-deprovision guard (held or settling).
 	Deprovisions []HeldDeprovision `json:"deprovisions_waiting"`
+	// Holds are what running syncd processes hold all work for (the
+	// configuration, the credentials, Auth0 down), with the fix in words.
+	Holds []Hold `json:"holds"`
 }
 
 // PendingInfo is the oldest piece of pending work.
@@ -116,6 +119,9 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 		return nil, fmt.Errorf("replication slots: %w", err)
 	}
 	if rep.Deprovisions, err = Waiting(ctx, db); err != nil {
+		return nil, err
+	}
+	if rep.Holds, err = Holds(ctx, db); err != nil {
 		return nil, err
 	}
 	if rep.Deprovisions == nil {

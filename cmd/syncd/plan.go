@@ -62,7 +62,10 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	rcfg := mapping.cfg
-	rcfg.Logger = logger
+	rcfg.Logger, rcfg.Settings = logger, settingNames
+	if err := api.Token(ctx); err != nil {
+		return leadWithCause(err, rcfg)
+	}
 	rec, err := reconcile.New(pool, api, rcfg)
 	if err != nil {
 		return err
@@ -74,7 +77,7 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		if ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("drift scan timed out after %s (SYNCD_SCAN_TIMEOUT): %w", scanTimeout, err)
 		}
-		return err
+		return leadWithCause(err, rec.Config())
 	}
 	var entries []planEntry
 	for _, d := range res.Drifted {

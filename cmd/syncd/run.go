@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/internal/breaker"
 	"github.com/syncd/syncd/outbox"
 	"github.com/syncd/syncd/reconcile"
@@ -131,6 +131,12 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	logger := c.log.logger(e.stderr)
+	if err := waitForDatabase(ctx, c.db.URL, c.MetricsAddr, logger); err != nil {
+		if errors.Is(err, errStopped) {
+			return nil
+		}
+		return err
+	}
 	d, cleanup, err := newDaemon(ctx, c, logger)
 	if err != nil {
 		return err
@@ -177,27 +183,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	m := newMetrics()
 	d := &daemon{log: logger, pool: pool, metrics: m, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout,
 		scanEvery: c.ResyncInterval, scanTimeout: c.ScanTimeout}
-	var api *auth0.Client
-	d.breaker = breaker.New(breaker.Config{
-		Probe: func(ctx context.Context) error {
-			if err := api.Token(ctx); err != nil {
-				return err
-			}
-			_, err := api.ListRoles(ctx, "")
-			return err
-		},
-		OnChange: func(open bool, cause breaker.Cause) {
-			if open {
-				m.breakerOpen.Set(1)
-				m.breakerTrips.WithLabelValues(cause.Label()).Inc()
-				logger.Error("breaker open: most Auth0 calls fail; reconciles wait and syncd probes until the cause clears", "cause", string(cause))
-			} else {
-				m.breakerOpen.Set(0)
-				logger.Info("breaker closed: Auth0 answers again; reconciles resume")
-			}
-		},
-	})
-	api, err = newAuth0Client(&c.auth0, &c.client, observer{m: m, b: d.breaker}, logger)
+	d.faults = faultState{owner: newOwnerID(), wake: make(chan struct{}, 1)}
+	d.replication, d.replURL, d.slotName = c.Source == "replication", c.db.URL, c.SlotName
+	d.breaker = breaker.New(breaker.Config{Probe: d.probe, OnChange: d.onBreaker})
+	api, err := newAuth0Client(&c.auth0, &c.client, observer{m: m, b: d.breaker}, logger)
 	if err != nil {
 		pool.Close()
 		return nil, nil, err
@@ -217,7 +206,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		Help: "Deprovisions (block or delete) the mass-deprovision guard holds now, in every replica's view of the database."},
 		func() float64 { return float64(d.guard.HeldCount()) }))
 	rcfg := c.mapping.cfg
-	rcfg.Guard, rcfg.Logger, rcfg.Timeout = d.guard, logger, c.ReconcileTimeout
+	rcfg.Guard, rcfg.Logger, rcfg.Timeout, rcfg.Settings = d.guard, logger, c.ReconcileTimeout, settingNames
 	m.watchRevocations(&rcfg, func() *reconcile.Reconciler { return d.rec })
 	d.rec, err = reconcile.New(pool, api, rcfg)
 	if err != nil {
@@ -228,6 +217,9 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		Skip: func() bool { open, _ := d.breaker.State(); return open },
 		OnScan: func(res *reconcile.ScanResult, err error, took time.Duration) {
 			m.scanned(res, err, took)
+			if ce := d.rec.Config().ConfigFault(err); ce != nil {
+				d.holdForConfig([]*reconcile.ConfigError{ce}, 0)
+			}
 			if err != nil {
 				msg := err.Error()
 				d.lastScanErr.Store(&msg)

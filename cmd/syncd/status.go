@@ -59,6 +59,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 
 func printStatus(e *env, rep *reconcile.StatusReport) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	printHolds(e, rep.Holds)
 	fmt.Fprintln(w, "STATUS\tEMPLOYEES")
 	var total int64
 	for _, s := range []string{"synced", "pending", "syncing", "retrying", "failed", "conflict", "deprovisioned"} {
