@@ -200,8 +200,8 @@ func (m *metrics) scanned(res *reconcile.ScanResult, err error, d time.Duration)
 			m.driftFound.WithLabelValues(string(k)).Inc()
 		}
 	}
-	if len(res.Orphans) > 0 {
-		m.driftFound.WithLabelValues(string(reconcile.DriftOrphan)).Add(float64(len(res.Orphans)))
+	if n := res.ActionableOrphans(); n > 0 {
+		m.driftFound.WithLabelValues(string(reconcile.DriftOrphan)).Add(float64(n))
 	}
 	m.orphans.Set(float64(len(res.Orphans)))
 }

@@ -77,49 +77,46 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
+	// Every problem at once, each naming its setting as it was given.
+	errs := []error{c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate()}
 	for _, check := range c.checks {
-		if err := check(); err != nil {
-			return nil, err
-		}
+		errs = append(errs, check())
 	}
-	if err := firstErr(c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate()); err != nil {
-		return nil, err
-	}
+	bad := func(err error) { errs = append(errs, err) }
 	switch c.Source {
 	case "notify", "replication":
 	default:
-		return nil, usagef("SYNCD_SOURCE: must be notify or replication, got %q", c.Source)
+		bad(settingf("SYNCD_SOURCE", "must be notify or replication, got %q", c.Source))
 	}
 	if c.Workers < 1 || c.Workers > 256 {
-		return nil, usagef("SYNCD_WORKERS: must be 1..256, got %d", c.Workers)
+		bad(settingf("SYNCD_WORKERS", "must be 1..256, got %d", c.Workers))
 	}
 	if c.ResyncInterval < time.Second {
-		return nil, usagef("SYNCD_RESYNC_INTERVAL: must be at least 1s, got %s", c.ResyncInterval)
+		bad(settingf("SYNCD_RESYNC_INTERVAL", "must be at least 1s, got %s", c.ResyncInterval))
 	}
-	if err := validateScanTimeout(c.ScanTimeout); err != nil {
-		return nil, err
-	}
+	bad(validateScanTimeout(c.ScanTimeout))
 	if c.PollInterval < 10*time.Millisecond {
-		return nil, usagef("SYNCD_POLL_INTERVAL: must be at least 10ms, got %s", c.PollInterval)
+		bad(settingf("SYNCD_POLL_INTERVAL", "must be at least 10ms, got %s", c.PollInterval))
 	}
 	if c.ReconcileTimeout < time.Second {
-		return nil, usagef("SYNCD_RECONCILE_TIMEOUT: must be at least 1s, got %s", c.ReconcileTimeout)
+		bad(settingf("SYNCD_RECONCILE_TIMEOUT", "must be at least 1s, got %s", c.ReconcileTimeout))
 	}
 	if c.OutboxLease < time.Second {
-		return nil, usagef("SYNCD_OUTBOX_LEASE: must be at least 1s, got %s", c.OutboxLease)
+		bad(settingf("SYNCD_OUTBOX_LEASE", "must be at least 1s, got %s", c.OutboxLease))
 	}
 	if c.DeprovisionSettle < 100*time.Millisecond || c.DeprovisionSettle > 10*time.Minute {
-		return nil, usagef("SYNCD_DEPROVISION_SETTLE: must be 100ms..10m, got %s", c.DeprovisionSettle)
+		bad(settingf("SYNCD_DEPROVISION_SETTLE", "must be 100ms..10m, got %s", c.DeprovisionSettle))
 	}
 	if c.ShutdownTimeout <= 0 {
-		return nil, usagef("SYNCD_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout)
+		bad(settingf("SYNCD_SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout))
 	}
 	limit, err := reconcile.ParseLimit(c.MaxDeprovision)
 	if err != nil {
-		return nil, usagef("SYNCD_MAX_DEPROVISION: %v", err)
+		bad(settingf("SYNCD_MAX_DEPROVISION", "%v", err))
 	}
 	c.maxDeprovision = limit
-	if err := validateListenAddr("METRICS_ADDR", c.MetricsAddr); err != nil {
+	bad(validateListenAddr("METRICS_ADDR", c.MetricsAddr))
+	if err := e.check(fs, errs...); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -131,6 +128,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	logger := c.log.logger(e.stderr)
+	logger.InfoContext(ctx, "syncd starting", c.settingsAttr())
 	if err := waitForDatabase(ctx, c.db.URL, c.MetricsAddr, logger); err != nil {
 		if errors.Is(err, errStopped) {
 			return nil
@@ -255,7 +253,7 @@ func validateListenAddr(envName, addr string) error {
 		return nil
 	}
 	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-		return usagef("%s: must be host:port, got %q", envName, addr)
+		return settingf(envName, "must be host:port, got %q", addr)
 	}
 	return nil
 }
