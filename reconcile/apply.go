@@ -18,6 +18,7 @@ func (a *attempt) apply(ctx context.Context, d Desired, o *Observed, plan Plan) 
 	var (
 		patch     auth0.UpdateUserRequest
 		patchActs Plan
+		revoking  bool
 	)
 	flush := func() error {
 		if len(patchActs) == 0 {
@@ -44,6 +45,23 @@ func (a *attempt) apply(ctx context.Context, d Desired, o *Observed, plan Plan) 
 				return err
 			}
 			if err := a.role(ctx, act); err != nil {
+				return err
+			}
+		case ActionRevokeSessions, ActionRevokeRefreshTokens:
+			if revoking {
+				continue // carried out with the first one
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			revoking = true
+			var acts []Action
+			for _, x := range plan {
+				if x.Kind == ActionRevokeSessions || x.Kind == ActionRevokeRefreshTokens {
+					acts = append(acts, x)
+				}
+			}
+			if err := a.revokeAll(ctx, acts); err != nil {
 				return err
 			}
 		case ActionDelete:

@@ -24,6 +24,9 @@ type Auth0 interface {
 	AssignUserRoles(ctx context.Context, userID string, roleIDs []string) error
 	RemoveUserRoles(ctx context.Context, userID string, roleIDs []string) error
 	ListRoles(ctx context.Context, nameFilter string) ([]auth0.Role, error)
+	// Ending a leaver's access (revoke.go).
+	DeleteUserSessions(ctx context.Context, userID string) error
+	DeleteUserRefreshTokens(ctx context.Context, userID string) error
 	// Bulk reads of the drift scan.
 	ListRoleUsers(ctx context.Context, roleID string, each func([]auth0.RoleMember) error) error
 	ExportUsers(ctx context.Context, req auth0.ExportRequest, each func(auth0.ExportedUser) error) error

@@ -72,6 +72,15 @@ type Config struct {
 	// deprovision it does not allow yet is recorded as waiting and costs
 	// nothing more until the guard hands it back.
 	Guard *Guard
+	// KeepSessions turns off what follows a block (or precedes a delete):
+	// revoking the account's sessions and refresh tokens (revoke.go). By
+	// default syncd revokes them.
+	KeepSessions bool
+	// OnRevoke, if set, hears each revocation's result (RevokeSuccess, …).
+	OnRevoke func(kind ActionKind, result string)
+	// OnRevocationUnavailable, if set, is called once, when the tenant first
+	// answers that its plan lacks revocation.
+	OnRevocationUnavailable func(reason string)
 	// Logger receives one line per reconcile that changed something.
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.

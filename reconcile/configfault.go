@@ -55,8 +55,7 @@ func (c Config) ConfigFault(err error) *ConfigError {
 		if _, after, ok := strings.Cut(ae.Message, "expected any of:"); ok {
 			scopes = strings.TrimSpace(after)
 		}
-		return c.fault("", scopes, fmt.Errorf("syncd's Auth0 application lacks the scope %s (403 insufficient_scope)", scopes),
-			"grant it in the Auth0 dashboard (Applications → APIs → Auth0 Management API → Machine to Machine Applications); syncd notices by itself")
+		return c.fault("", scopes, fmt.Errorf("syncd's Auth0 application lacks the scope %s (403 insufficient_scope)", scopes), scopeFix(scopes))
 	case ae.StatusCode != 400:
 		return nil
 	}
@@ -147,8 +146,7 @@ func (r *Reconciler) CheckTenant(ctx context.Context, api TenantAPI) (TenantChec
 		}
 		if len(missing) > 0 {
 			tc.Faults = append(tc.Faults, c.fault("", strings.Join(missing, " "),
-				fmt.Errorf("syncd's Auth0 application lacks the scope %s", strings.Join(missing, ", ")),
-				"grant it in the Auth0 dashboard (Applications → APIs → Auth0 Management API → Machine to Machine Applications); syncd notices by itself"))
+				fmt.Errorf("syncd's Auth0 application lacks the scope %s", strings.Join(missing, ", ")), scopeFix(strings.Join(missing, " "))))
 		}
 	} else {
 		tc.Unchecked = append(tc.Unchecked, "scopes: the access token does not list them; a missing one is reported when a call needs it")
@@ -210,7 +208,20 @@ func (c Config) RequiredScopes() []string {
 	if c.Deprovision == DeprovisionDelete {
 		s = append(s, "delete:users")
 	}
+	if !c.KeepSessions {
+		s = append(s, "delete:sessions", "delete:refresh_tokens") // ending a leaver's access (revoke.go)
+	}
 	return s
+}
+
+// scopeFix is the fix of a missing scope; the revocation scopes can also be
+// done without.
+func scopeFix(scopes string) string {
+	fix := "grant it in the Auth0 dashboard (Applications → APIs → Auth0 Management API → Machine to Machine Applications); syncd notices by itself"
+	if strings.Contains(scopes, "sessions") || strings.Contains(scopes, "refresh_tokens") {
+		fix += "; or run with --revoke-sessions=false (SYNCD_REVOKE_SESSIONS) to leave leavers' sessions to expire"
+	}
+	return fix
 }
 
 // configHeld ends the attempt on a configuration fault: nothing is marked,

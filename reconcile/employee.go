@@ -24,6 +24,10 @@ type Employee struct {
 	// SyncedState is what syncd last applied (auth0_synced_state), or nil.
 	SyncedState json.RawMessage
 
+	// revoked is what syncd_access_revocations records of the stored
+	// account (read with the claim).
+	revoked revoked
+
 	// version is the row's xmin when it was read: a row whose version changed
 	// was edited meanwhile and must not be marked synced with stale data.
 	version uint32
@@ -45,6 +49,25 @@ func scanEmployee(row scanner) (*Employee, error) {
 	}
 	e.version = xmin
 	return &e, nil
+}
+
+// revokedColumns read what syncd_access_revocations records of the row's
+// account, after employeeColumns (see withRevoked).
+const revokedColumns = `coalesce((SELECT r.sessions_revoked_at IS NOT NULL FROM syncd_access_revocations r WHERE r.auth0_user_id = employees.auth0_user_id), false),
+	coalesce((SELECT r.refresh_tokens_revoked_at IS NOT NULL FROM syncd_access_revocations r WHERE r.auth0_user_id = employees.auth0_user_id), false)`
+
+// withRevoked scans revokedColumns into rev after what scanEmployee reads.
+func withRevoked(row scanner, rev *revoked) scanner {
+	return revokedScanner{row: row, rev: rev}
+}
+
+type revokedScanner struct {
+	row scanner
+	rev *revoked
+}
+
+func (s revokedScanner) Scan(dest ...any) error {
+	return s.row.Scan(append(dest, &s.rev.sessions, &s.rev.refreshTokens)...)
 }
 
 func deref(s *string) string {

@@ -171,10 +171,12 @@ func (r *Reconciler) OrphanPlan(o Orphan) Plan {
 	if o.Blocked {
 		return nil
 	}
+	p := Plan{{Kind: ActionBlock, UserID: o.UserID}}
+	d := Desired{State: State{Blocked: true}}
 	if r.cfg.Deprovision == DeprovisionDelete {
-		return Plan{{Kind: ActionDelete, UserID: o.UserID}}
+		p, d = Plan{{Kind: ActionDelete, UserID: o.UserID}}, Desired{Delete: true}
 	}
-	return Plan{{Kind: ActionBlock, UserID: o.UserID}}
+	return WithRevocations(p, r.owedRevocations(p, d, revoked{}))
 }
 
 // Rescuer feeds rows left "syncing" by a process that died mid-reconcile

@@ -218,7 +218,7 @@ func TestChanges(t *testing.T) {
 	step(`UPDATE employees SET role_code = 'lead' WHERE id = $1`, 3) // PATCH role_code, assign, remove
 	require.ElementsMatch(t, []string{"production_lead", "billing_admin"}, b.emu.UserRoles(uid))
 
-	u = step(`UPDATE employees SET active = false WHERE id = $1`, 1)
+	u = step(`UPDATE employees SET active = false WHERE id = $1`, 3) // PATCH blocked, DELETE sessions, DELETE refresh-tokens
 	require.Equal(t, true, u["blocked"])
 	require.Equal(t, "terminated", u["app_metadata"].(map[string]any)["sync_status"])
 	require.Equal(t, "deprovisioned", b.row(id).Status)

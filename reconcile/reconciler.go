@@ -12,6 +12,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -151,6 +152,10 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	inFlight map[int64]bool // employees this Reconciler is working on
+
+	// unavailable says why revocation is unavailable (the tenant's plan),
+	// nil while it is not known to be (revoke.go).
+	unavailable atomic.Pointer[string]
 }
 
 // New returns a Reconciler; cfg is completed with WithDefaults and validated.
@@ -205,6 +210,8 @@ type attempt struct {
 	// usernameConflict: a create of this attempt sent this username and
 	// Auth0 answered that the user exists.
 	usernameConflict string
+	// revokedNow are the revocations this attempt carried out (revoke.go).
+	revokedNow []ActionKind
 }
 
 // Reconcile converges employee id: it reads the row and Auth0, applies the
@@ -291,13 +298,15 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 			wait = min(wait*2, 500*time.Millisecond)
 			continue
 		}
-		e, err := scanEmployee(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
+		var rev revoked
+		e, err := scanEmployee(withRevoked(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
 				auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2),
 				auth0_locked_by = $3
 			WHERE id = $1 AND auth0_import_job IS NULL
 			  AND (auth0_locked_until IS NULL OR auth0_locked_until < now() OR auth0_locked_by = $3)
-			RETURNING `+employeeColumns, id, lease, r.owner))
+			RETURNING `+employeeColumns+`, `+revokedColumns, id, lease, r.owner), &rev))
 		if err == nil {
+			e.revoked = rev
 			return e, nil // r.release(id) when done
 		}
 		r.release(id)
@@ -415,12 +424,22 @@ func (a *attempt) converge(ctx context.Context) Outcome {
 			}
 		}
 		plan := Diff(d, o)
-		if plan.Deprovisions() {
+		var err error
+		if o != nil { // no account: nothing to revoke
+			rev := e.revoked
+			if e.Auth0UserID == nil || o.UserID != *e.Auth0UserID {
+				rev = revoked{} // another account than the stored one: nothing on record for it here
+			}
+			if plan, err = a.planRevocations(ctx, plan, d, o.UserID, rev); err != nil {
+				return a.retry(err)
+			}
+		}
+		if plan.Deprovisions() || plan.Revokes() {
 			if out := a.askGuard(ctx, plan, Deprovision{Kind: KindInactive, EmployeeID: e.ID, UserID: o.UserID}); out != nil {
 				return *out
 			}
 		}
-		err := a.apply(ctx, d, o, plan)
+		err = a.apply(ctx, d, o, plan)
 		if errors.Is(err, errReobserve) && round < 3 {
 			o, mayExist = nil, true
 			continue
@@ -466,10 +485,13 @@ func (a *attempt) askGuard(ctx context.Context, plan Plan, d Deprovision) *Outco
 }
 
 func firstDeprovision(p Plan) ActionKind {
-	if p.Has(ActionDelete) {
+	switch {
+	case p.Has(ActionDelete):
 		return ActionDelete
+	case p.Has(ActionBlock):
+		return ActionBlock
 	}
-	return ActionBlock
+	return p[0].Kind // revocations only: the block was done before
 }
 
 // observe reads the employee's account: by stored id, else by email, else (if

@@ -649,5 +649,13 @@ func (r *Reconciler) PlanFor(ctx context.Context, id int64) (Plan, *Observed, er
 	if out != nil {
 		return nil, nil, out.Err
 	}
-	return Diff(d, o), o, nil
+	plan := Diff(d, o)
+	if o != nil {
+		rev, err := r.readRevoked(ctx, o.UserID)
+		if err != nil {
+			return nil, nil, err
+		}
+		plan = WithRevocations(plan, r.owedRevocations(plan, d, rev))
+	}
+	return plan, o, nil
 }

@@ -113,6 +113,7 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 	if err := a.queueLogs(b); err != nil {
 		return err
 	}
+	a.queueRevocations(b) // after the statements whose results are read below
 	res := a.r.pool.SendBatch(ctx, b)
 	if out.Result == ResultDone && a.r.cfg.Guard != nil {
 		if _, err := res.Exec(); err != nil {
@@ -171,8 +172,12 @@ func (a *attempt) queueLogs(b *pgx.Batch) error {
 // writeLogs writes the audit rows on their own.
 func (a *attempt) writeLogs(ctx context.Context) error {
 	b := &pgx.Batch{}
-	if err := a.queueLogs(b); err != nil || b.Len() == 0 {
+	if err := a.queueLogs(b); err != nil {
 		return err
+	}
+	a.queueRevocations(b)
+	if b.Len() == 0 {
+		return nil
 	}
 	if err := a.r.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write audit log: %w", err)
@@ -264,8 +269,15 @@ func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outco
 	d.Blocked = true
 	d.App = maps.Clone(o.State.App)
 	d.App["sync_status"] = syncStatusTerminated
-	plan := Diff(d, o)
-	if plan.Deprovisions() {
+	rev, err := a.r.readRevoked(ctx, o.UserID)
+	if err != nil {
+		return a.retry(err)
+	}
+	plan, err := a.planRevocations(ctx, Diff(d, o), d, o.UserID, rev)
+	if err != nil {
+		return a.retry(err)
+	}
+	if plan.Deprovisions() || plan.Revokes() {
 		if out := a.askGuard(ctx, plan, req); out != nil {
 			return *out
 		}

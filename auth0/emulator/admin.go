@@ -17,6 +17,8 @@ import (
 //	PUT  /admin/rate          {"plan":"free"} or {"rate":10,"burst":5}
 //	GET  /admin/imports       {"jobs":[…],"faults":{…}} (users-import jobs, jobs.go)
 //	PUT  /admin/imports       {"fail_next":1,"fail_after":100,"slow":10,"delay":"30s"}
+//	POST /admin/users/{id}/logins   a login: one session and one refresh token
+//	GET  /admin/users/{id}/access   sessions, refresh tokens and revocations
 //
 // It answers only loopback clients unless Options.AdminRemote is set.
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -64,6 +66,9 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case "GET /admin/imports", "PUT /admin/imports":
 		e.serveAdminImports(w, r)
 	default:
+		if e.serveAccessAdmin(w, r) {
+			return
+		}
 		writeError(w, errorf(http.StatusNotFound, "", "Not Found"))
 	}
 }

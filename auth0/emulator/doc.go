@@ -16,7 +16,12 @@
 // upload, 413 over 512,000 bytes, two active jobs per tenant, users inserted
 // one by one at the plan's import speed, summary and /errors, whole-job
 // failure) and role assignment in batches (all or nothing); token scopes;
-// per-plan token-bucket rate limits with X-RateLimit-* headers.
+// per-plan token-bucket rate limits with X-RateLimit-* headers; per-user
+// sessions and refresh tokens
+// (made by a login, Login or POST /admin/users/{id}/logins) that
+// DELETE /api/v2/users/{id}/sessions and /refresh-tokens revoke, with every
+// revocation on record (Access), on the enterprise and unlimited plans only
+// (the others answer 403 operation_not_supported, sessions.go).
 //
 // Tests steer it with faults (latency, 5xx, dropped connections, writes whose
 // answer is lost, one-shot scripted failures), read request counters by

@@ -127,6 +127,7 @@ type Emulator struct {
 	// imports are the users-import jobs (jobs.go); nil until the first.
 	imports *importState
 	history map[string][]indexEntry // what search sees, when SearchDelay > 0
+	access  map[string]*access      // sessions and refresh tokens by user id (sessions.go)
 
 	faultMu sync.Mutex
 	faults  Faults

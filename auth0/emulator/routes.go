@@ -42,6 +42,10 @@ func (e *Emulator) routes() {
 		{pattern: "GET /api/v2/users/{id}/roles", scopes: []string{"read:users", "read:roles", "read:role_members"}, handle: e.listUserRoles},
 		{pattern: "POST /api/v2/users/{id}/roles", scopes: []string{"update:users", "create:role_members"}, write: true, handle: e.assignUserRoles},
 		{pattern: "DELETE /api/v2/users/{id}/roles", scopes: []string{"update:users", "delete:role_members"}, write: true, handle: e.removeUserRoles},
+		{pattern: "GET /api/v2/users/{id}/sessions", scopes: []string{"read:sessions"}, handle: e.listSessions},
+		{pattern: "DELETE /api/v2/users/{id}/sessions", scopes: []string{"delete:sessions"}, write: true, handle: e.revokeSessions},
+		{pattern: "GET /api/v2/users/{id}/refresh-tokens", scopes: []string{"read:refresh_tokens"}, handle: e.listRefreshTokens},
+		{pattern: "DELETE /api/v2/users/{id}/refresh-tokens", scopes: []string{"delete:refresh_tokens"}, write: true, handle: e.revokeRefreshTokens},
 		{pattern: "GET /api/v2/roles", scopes: []string{"read:roles"}, handle: e.listRoles},
 		{pattern: "GET /api/v2/roles/{id}/users", scopes: []string{"read:users", "read:roles", "read:role_members"}, handle: e.listRoleUsers},
 		{pattern: "POST /api/v2/roles/{id}/users", scopes: []string{"update:roles", "create:role_members"}, write: true, handle: e.addRoleUsers},
@@ -64,6 +68,7 @@ func AllScopes() []string {
 	return []string{
 		"read:users", "create:users", "update:users", "delete:users", "update:users_app_metadata",
 		"read:roles", "update:roles", "read:role_members", "create:role_members", "delete:role_members", "read:connections",
+		"read:sessions", "delete:sessions", "read:refresh_tokens", "delete:refresh_tokens",
 	}
 }
 

@@ -513,6 +513,7 @@ func (e *Emulator) deleteUser(w http.ResponseWriter, r *http.Request, _ *call) {
 			delete(e.byKey, usernameKey(u.conn, s))
 		}
 		e.indexLocked(id, nil)
+		e.endAccessLocked(id)
 	}
 	e.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)

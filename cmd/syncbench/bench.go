@@ -75,6 +75,13 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 				})
 			}
 		}
+		if cfg.runs(scOffboard) {
+			step("offboarding", func() error {
+				o, err := b.runOffboard(ctx)
+				keep(func() { res.Offboard = o })
+				return err
+			})
+		}
 		if cfg.runs(scBackfill) {
 			step("backfill", func() error {
 				f, err := b.runBackfill(ctx)

@@ -26,9 +26,10 @@ const (
 	scIdle      = "idle"
 	scMicro     = "micro"
 	scBulk      = "bulk"
+	scOffboard  = "offboard"
 )
 
-var allScenarios = []string{scMicro, scLatency, scBackfill, scDrift, scTriggers, scRateLimit, scBulk, scIdle}
+var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scDrift, scTriggers, scRateLimit, scBulk, scIdle}
 
 // config is every setting of one benchmark run.
 type config struct {
@@ -65,6 +66,9 @@ type sizes struct {
 	IdleSeconds      float64       `json:"idle_seconds"`
 	ConvergeTimeout  time.Duration `json:"-"`
 	DriftSeedWorkers int           `json:"-"`
+	// Offboarding: employees synced, of whom Leavers leave one at a time.
+	OffboardEmployees int `json:"offboard_employees"`
+	OffboardLeavers   int `json:"offboard_leavers"`
 }
 
 func fullSizes() sizes {
@@ -73,6 +77,7 @@ func fullSizes() sizes {
 		Enterprise: 2000, Free: 200, BulkEnterprise: 10000, BulkFree: 2000, Drift: []int{10000, 100000},
 		TriggerRows: 10000, TriggerBatch: 10000, TriggerBatches: 2, TriggerRounds: 3,
 		Idle: 60 * time.Second, ConvergeTimeout: 10 * time.Minute, DriftSeedWorkers: 8,
+		OffboardEmployees: 2500, OffboardLeavers: 100,
 	}
 }
 
@@ -82,6 +87,7 @@ func quickSizes() sizes {
 		Enterprise: 40, Free: 2, BulkEnterprise: 400, BulkFree: 250, Drift: []int{2000},
 		TriggerRows: 300, TriggerBatch: 1000, TriggerBatches: 2, TriggerRounds: 1,
 		Idle: 3 * time.Second, ConvergeTimeout: 2 * time.Minute, DriftSeedWorkers: 4,
+		OffboardEmployees: 300, OffboardLeavers: 10,
 	}
 }
 

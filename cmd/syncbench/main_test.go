@@ -77,12 +77,15 @@ func TestQuick(t *testing.T) {
 	for _, i := range r.Idle {
 		require.Greater(t, i.RSSMiB, 1.0, i.Source)
 	}
+	require.NotNil(t, r.Offboard)
+	require.True(t, r.Offboard.Verified)
+	require.InDelta(t, 3, r.Offboard.CallsPerLeaver, 0.01, "a leaver costs the block and two revocations")
 	require.NotEmpty(t, r.Targets)
 
 	doc, err := os.ReadFile(md)
 	require.NoError(t, err)
 	for _, want := range []string{"# syncd benchmarks", "-quick run", "## Targets (issue 7)", "## 1. Latency", "## 2. Backfill",
-		"## 3. Rate-limited", "## 4. Drift scan", "## 5. Trigger overhead", "## 6. Idle cost"} {
+		"## 3. Rate-limited", "## 4. Drift scan", "## 5. Trigger overhead", "## 6. Idle cost", "## Offboarding"} {
 		require.Contains(t, string(doc), want)
 	}
 	require.Contains(t, stdout.String(), "MEASURE")

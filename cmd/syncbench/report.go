@@ -35,6 +35,7 @@ type results struct {
 	Triggers    *triggerResult   `json:"trigger_overhead,omitempty"`
 	Idle        []*idleResult    `json:"idle,omitempty"`
 	Micro       []microResult    `json:"package_benchmarks,omitempty"`
+	Offboard    *offboardResult  `json:"offboarding,omitempty"`
 
 	Targets []target `json:"targets"`
 	Errors  []string `json:"errors,omitempty"`
@@ -111,6 +112,10 @@ func (r *results) evaluate() {
 		add("latency p50, "+l.Source, "≤ 5 ms", l.P50, fmt.Sprintf("%.2f ms", l.P50), l.P50 <= 5)
 		add("latency p99, "+l.Source, "≤ 25 ms", l.P99, fmt.Sprintf("%.2f ms", l.P99), l.P99 <= 25)
 		add("inserts never synced, "+l.Source, "0 (nothing lost)", float64(l.Lost), fmt.Sprintf("%d of %d", l.Lost, l.Inserts), l.Lost == 0)
+	}
+	if o := r.Offboard; o != nil {
+		add("offboarding p50 (commit → sessions and refresh tokens revoked)", "≤ 10 ms", o.P50, fmt.Sprintf("%.2f ms", o.P50), o.P50 <= 10)
+		add("offboarding calls per leaver", "3 (block + 2)", o.CallsPerLeaver, fmt.Sprintf("%.2f", o.CallsPerLeaver), o.CallsPerLeaver <= 3)
 	}
 	if b := r.Backfill; b != nil {
 		add(fmt.Sprintf("backfill, %d employees", b.Employees), "≥ 2,000 employees/s", b.PerSecond, fmt.Sprintf("%.0f employees/s", b.PerSecond), b.PerSecond >= 2000)
@@ -224,6 +229,16 @@ func (r *results) markdown() []byte {
 		}
 	}
 
+	if o := r.Offboard; o != nil {
+		p("\n## Offboarding: a leaver's access ended (issue 17)\n\n")
+		p("%d employees synced, each leaver with one login (a session and a refresh token); one `UPDATE … SET active = false` at a time,\n", o.Employees)
+		p("`syncd run` with its defaults (`--max-deprovision=10%%`, the guard's fast path, `--revoke-sessions`). The clock starts when the\n")
+		p("UPDATE's commit returns and stops at the later of the emulator's two revocations (its own clock, this process).\n\n")
+		p("| leavers | p50 | p95 | p99 | max | block p50 | calls / leaver | blocks / sessions / refresh-token revocations per leaver | verified |\n")
+		p("|---|---|---|---|---|---|---|---|---|\n")
+		p("| %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f | %.2f / %.2f / %.2f | %s |\n", o.Leavers, o.P50, o.P95, o.P99, o.Max, o.BlockP50,
+			o.CallsPerLeaver, o.BlocksPerLeaver, o.SessionsPerLeaver, o.TokensPerLeaver, yesNo(o.Verified))
+	}
 	if len(r.Latency) > 0 {
 		p("\n## 1. Latency: INSERT → synced\n\n")
 		p("One single-row INSERT at a time; the clock starts when the INSERT is sent and stops when a poll of the row reads `synced`\n")

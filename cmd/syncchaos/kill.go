@@ -74,6 +74,9 @@ func runKill(ctx context.Context, s *suite, r *result) error {
 	r.check(p.alive(), "the last syncd exited by itself: %s", tail(p.logPath, 2))
 	w.stop(p)
 	w.verify(ctx, expectations{})
+	if err := runKillLeavers(ctx, s, w, r); err != nil {
+		return err
+	}
 	created, lost := w.emu.callCount("POST /api/v2/users", 201), w.emu.callCount("POST /api/v2/users", 0)
 	r.note("%d employees, %d kills, converged in %s", n, s.cfg.Kills, time.Since(start).Round(100*time.Millisecond))
 	r.note("POST /users: %d×201, %d×409, %d unanswered", created, w.emu.callCount("POST /api/v2/users", 409), lost)

@@ -351,7 +351,8 @@ func (w *world) blockedOf(ids map[string]bool) int {
 }
 
 // writesSince compares per-account calls: it returns how many accounts of
-// want got exactly one PATCH and no DELETE, and every other account that
+// want got exactly one PATCH and no DELETE of the account (their sessions and
+// refresh tokens revoked once each is expected), and every other account that
 // was written to (PATCH, DELETE, POST) or any request that touched an
 // account outside want.
 func writesSince(before, after map[string]int64, want map[string]bool) (once int, touched []string) {
@@ -368,6 +369,8 @@ func writesSince(before, after map[string]int64, want map[string]bool) (once int
 			patches[id] += d
 		case want[id] && method == "GET":
 			// reading the account before blocking it is allowed
+		case want[id] && method == "DELETE" && d == 1 && (rest == id+"/sessions" || rest == id+"/refresh-tokens"):
+			// ending its access after the block, once each (issue 17)
 		default:
 			touched = append(touched, fmt.Sprintf("%s ×%d", key, d))
 		}

@@ -330,8 +330,12 @@ type mappingConfig struct {
 	Deprovision string
 	Adopt       string
 	Username    string
+	// RevokeSessions: revoke a leaver's sessions and refresh tokens after
+	// the block (reconcile.Config.KeepSessions is its negation).
+	RevokeSessions bool
 
-	cfg reconcile.Config
+	cfg         reconcile.Config
+	revokeCheck func() error
 }
 
 func (c *mappingConfig) register(fs *flag.FlagSet, e *env) {
@@ -342,21 +346,30 @@ func (c *mappingConfig) register(fs *flag.FlagSet, e *env) {
 	envString(fs, e, &c.Deprovision, "deprovision", "SYNCD_DEPROVISION", "block", "what happens to a leaver's account: block or delete")
 	envString(fs, e, &c.Adopt, "adopt", "SYNCD_ADOPT", "conflict", "an existing account with the employee's email and no employee_id: conflict (a person decides) or adopt")
 	envString(fs, e, &c.Username, "username", "SYNCD_USERNAME", "off", "usernames: off, or local-part (the email's local part; for connections that require usernames)")
+	c.RevokeSessions = true
+	c.revokeCheck = envBool(fs, e, &c.RevokeSessions, "revoke-sessions", "SYNCD_REVOKE_SESSIONS",
+		"after blocking a leaver's account, revoke their sessions and refresh tokens (scopes delete:sessions, delete:refresh_tokens; Auth0 Enterprise plans)")
 }
 
 func (c *mappingConfig) validate() error {
+	if c.revokeCheck != nil {
+		if err := c.revokeCheck(); err != nil {
+			return err
+		}
+	}
 	roles, err := reconcile.ParseRoles(c.Roles)
 	if err != nil {
 		return settingf("SYNCD_ROLES", "%v", err)
 	}
 	c.cfg = reconcile.Config{
-		Connection:  c.Connection,
-		Roles:       roles,
-		Timezone:    c.Timezone,
-		CreatedBy:   c.CreatedBy,
-		Deprovision: reconcile.DeprovisionMode(c.Deprovision),
-		Adopt:       reconcile.AdoptPolicy(c.Adopt),
-		Username:    reconcile.UsernameMode(c.Username),
+		Connection:   c.Connection,
+		Roles:        roles,
+		Timezone:     c.Timezone,
+		CreatedBy:    c.CreatedBy,
+		Deprovision:  reconcile.DeprovisionMode(c.Deprovision),
+		Adopt:        reconcile.AdoptPolicy(c.Adopt),
+		Username:     reconcile.UsernameMode(c.Username),
+		KeepSessions: !c.RevokeSessions,
 	}.WithDefaults()
 	if err := c.cfg.Validate(); err != nil {
 		// One line per problem, naming the setting as the person set it.

@@ -247,6 +247,7 @@ func (d *daemon) readiness(ctx context.Context) map[string]string {
 	if reason := d.guard.Tripped(); reason != "" {
 		checks["deprovision_guard"] = "holding deprovisioning: " + reason
 	}
+	checks["session_revocation"] = revocationCheck(d.rec)
 	checks["drift_scan"] = "ok"
 	if overdue, age := d.scan.Overdue(time.Now()); overdue {
 		checks["drift_scan"] = fmt.Sprintf("overdue: no drift scan has succeeded for %s (one is due every %s and may take %s); see the log",

@@ -192,5 +192,6 @@ func printEmulatorBanner(e *env, c *emulatorConfig, srv *emulator.Server) {
 	fmt.Fprintln(w, "Counters and faults (loopback only):")
 	fmt.Fprintf(w, "  %s %s/admin/calls\n", curl, srv.URL)
 	fmt.Fprintf(w, "  %s -X PUT %s/admin/faults -d '{\"error_rate\":0.1,\"latency\":\"50ms\"}'\n", curl, srv.URL)
+	fmt.Fprintf(w, "  %s -X POST '%s/admin/users/USER_ID/logins'   (a login: a session and a refresh token; GET …/access shows them)\n", curl, srv.URL)
 	fmt.Fprintln(w, "Ctrl-C stops it; its data lives in memory only.")
 }

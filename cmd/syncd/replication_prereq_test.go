@@ -36,6 +36,7 @@ func TestReplicationWithoutPrivilegeSaysSoOnceAndResumes(t *testing.T) {
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON syncd_deprovisions, syncd_deprovision_window TO %s`,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON syncd_leader TO %s`,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON syncd_holds TO %s`,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON syncd_access_revocations TO %s`,
 	} {
 		x.exec(fmt.Sprintf(g, ident))
 	}

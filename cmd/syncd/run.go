@@ -199,7 +199,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	}
 	d.api = api
 	d.guard = reconcile.NewGuard(pool, reconcile.GuardConfig{Limit: c.maxDeprovision, AllowMass: c.AllowMassDeprovision,
-		Settle: c.DeprovisionSettle, Logger: logger,
+		Settle: c.DeprovisionSettle, Logger: logger, Fast: true,
 		OnTrip: func(reason string, held int) {
 			logger.Error("mass-deprovision guard tripped: these deprovisions are held, and so is every later one until released; everything else goes on. "+
 				"See them with `syncd status`; let them through with `syncd guard release`, or set the rows active again to cancel",
@@ -213,6 +213,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		func() float64 { return float64(d.guard.HeldCount()) }))
 	rcfg := c.mapping.cfg
 	rcfg.Guard, rcfg.Logger, rcfg.Timeout, rcfg.Settings = d.guard, logger, c.ReconcileTimeout, settingNames
+	m.watchRevocations(&rcfg, func() *reconcile.Reconciler { return d.rec })
 	d.rec, err = reconcile.New(pool, api, rcfg)
 	if err != nil {
 		pool.Close()
