@@ -90,6 +90,9 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	default:
 		return nil, usagef("SYNCD_SOURCE: must be notify or replication, got %q", c.Source)
 	}
+	if err := validateReplication(c); err != nil {
+		return nil, err
+	}
 	if c.Workers < 1 || c.Workers > 256 {
 		return nil, usagef("SYNCD_WORKERS: must be 1..256, got %d", c.Workers)
 	}
