@@ -179,3 +179,34 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 30*time.Second, b.cfg.MaxCooldown)
 	require.Len(t, b.results, 20)
 }
+
+// TestProbeHasItsOwnTimeout: each probe runs under a 30 s deadline of its
+// own (a hung probe must not hold the breaker open for ever), measured
+// against clocks read around it, so the check holds however slow the machine.
+func TestProbeHasItsOwnTimeout(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		deadline time.Time
+		ok       bool
+		err      error
+		now      time.Time
+	}
+	got := make(chan seen, 1)
+	b := New(Config{Window: 10, MinCalls: 10, Probe: func(ctx context.Context) error {
+		dl, ok := ctx.Deadline()
+		got <- seen{dl, ok, ctx.Err(), time.Now()}
+		return nil
+	}})
+	b.after = (&pauses{}).after
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = b.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	before := time.Now()
+	record(b, CauseUnreachable, 10)
+	s := <-got
+	require.True(t, s.ok, "the probe has a deadline")
+	require.NoError(t, s.err)
+	require.False(t, s.deadline.Before(before.Add(30*time.Second)), "at least 30s after the breaker opened")
+	require.False(t, s.deadline.After(s.now.Add(30*time.Second)), "at most 30s after the probe began")
+}
