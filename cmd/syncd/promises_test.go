@@ -157,7 +157,8 @@ func TestEmployeesTableReadsEmptyHoldsThroughTheDaemon(t *testing.T) {
 	t.Parallel()
 	x := newE2E(t, emulator.Options{})
 	x.insertN(4)
-	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--max-deprovision", "100%", "--deprovision-settle", "200ms")
+	// A limit far above the four rows: only the empty table holds them.
+	d := x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h", "--max-deprovision", "100", "--deprovision-settle", "200ms")
 	require.True(t, assertEventually(func() bool { return x.countStatus("synced") == 4 }, 60*time.Second))
 	x.exec(`DELETE FROM employees`)
 	require.True(t, assertEventually(func() bool { return x.deprovisionStates()["deleted held"] == 4 }, 60*time.Second),
