@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -127,5 +126,5 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	ws := ee.Sys().(syscall.WaitStatus)
 	require.True(t, ws.Signaled(), "killed by the signal, not a clean exit: %v", err)
 	require.Equal(t, syscall.SIGTERM, ws.Signal())
-	require.NotContains(t, stderr.String(), `"msg":"stopped"`, fmt.Sprint("no drain completed"))
+	require.NotContains(t, stderr.String(), `"msg":"stopped"`, "no drain completed")
 }
