@@ -3,7 +3,6 @@ package auth0
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -136,11 +135,11 @@ func tokenError(ctx context.Context, err error) error {
 		if isRedirect(ae.StatusCode) {
 			ae.Message = redirectRefused
 		}
-		return fmt.Errorf("%s: %w", tokenEndpoint, ae)
+		return &TokenError{Err: ae}
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", tokenEndpoint, ue.Err)
+		return &TokenError{Err: ue.Err}
 	}
-	return fmt.Errorf("%s: %w", tokenEndpoint, err)
+	return &TokenError{Err: err}
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/syncd/syncd/internal/faultlog"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -84,6 +86,8 @@ type NotifySource struct {
 	cfg  NotifyConfig
 	id   string
 	log  *slog.Logger
+	// claimFaults and listenFaults say a failing loop's cause once.
+	claimFaults, listenFaults *faultlog.Tracker
 
 	mu          sync.Mutex
 	held        int     // rows claimed and not yet acknowledged
@@ -102,13 +106,15 @@ func NewNotifySource(pool *pgxpool.Pool, q *Queue, cfg NotifyConfig) *NotifySour
 	cfg = cfg.WithDefaults()
 	id := newWorkerID()
 	return &NotifySource{
-		pool:    pool,
-		q:       q,
-		cfg:     cfg,
-		id:      id,
-		log:     cfg.Logger.With(keyWorkerID, id),
-		room:    make(chan struct{}, 1),
-		drained: make(chan struct{}, 1),
+		pool:         pool,
+		q:            q,
+		cfg:          cfg,
+		id:           id,
+		log:          cfg.Logger.With(keyWorkerID, id),
+		claimFaults:  faultlog.New(cfg.Logger.With(keyWorkerID, id), "claiming outbox rows"),
+		listenFaults: faultlog.New(cfg.Logger.With(keyWorkerID, id), "listening for outbox notifications"),
+		room:         make(chan struct{}, 1),
+		drained:      make(chan struct{}, 1),
 	}
 }
 
@@ -161,10 +167,12 @@ func (s *NotifySource) loop(ctx context.Context, woken <-chan struct{}) {
 			if err := s.claimAll(ctx); err != nil && ctx.Err() == nil {
 				failures++
 				d := backoff(reconnectMin, min(reconnectMax, s.cfg.PollInterval), failures)
-				s.log.WarnContext(ctx, "claim outbox rows", keyError, err, keyAttempt, failures, keyBackoff, d)
+				s.claimFaults.Fail(ctx, faultlog.Cause(err), err)
+				s.log.DebugContext(ctx, "claim outbox rows", keyError, err, keyAttempt, failures, keyBackoff, d)
 				retry.Reset(d)
 			} else {
 				failures = 0
+				s.claimFaults.OK(ctx)
 			}
 		}
 		select {
@@ -338,13 +346,12 @@ func (s *NotifySource) listen(ctx context.Context, woken chan<- struct{}) {
 			}
 			failures++
 			d := backoff(reconnectMin, reconnectMax, failures)
-			s.log.WarnContext(ctx, "listen for outbox notifications", keyError, err, keyAttempt, failures, keyBackoff, d)
+			s.listenFaults.Fail(ctx, faultlog.Cause(err), err)
+			s.log.DebugContext(ctx, "listen for outbox notifications", keyError, err, keyAttempt, failures, keyBackoff, d)
 			sleep(ctx, d)
 			continue
 		}
-		if failures > 0 {
-			s.log.InfoContext(ctx, "listening for outbox notifications again", keyAttempt, failures)
-		}
+		s.listenFaults.OK(ctx)
 		failures = 0
 		notify(woken) // claim what arrived while we were not listening
 		for {
@@ -361,7 +368,8 @@ func (s *NotifySource) listen(ctx context.Context, woken chan<- struct{}) {
 		}
 		failures++
 		d := backoff(reconnectMin, reconnectMax, failures)
-		s.log.WarnContext(ctx, "outbox listener connection lost; reconnecting", keyError, err, keyBackoff, d)
+		s.listenFaults.Fail(ctx, faultlog.Cause(err), err)
+		s.log.DebugContext(ctx, "outbox listener connection lost; reconnecting", keyError, err, keyBackoff, d)
 		sleep(ctx, d)
 	}
 }

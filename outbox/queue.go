@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/syncd/syncd/internal/faultlog"
 )
 
 // Handler handles one key: it reads the current state of employee
@@ -89,8 +91,9 @@ type QueueStats struct {
 // coalesced into one further run. Handler errors are retried per key with
 // exponential backoff. The zero value is not usable; call NewQueue.
 type Queue struct {
-	cfg QueueConfig
-	now func() time.Time // tests
+	cfg    QueueConfig
+	now    func() time.Time // tests
+	faults *faultlog.Tracker
 
 	mu       sync.Mutex
 	keys     map[int64]*keyState
@@ -120,10 +123,11 @@ type keyState struct {
 // an invalid config makes Run return its error.
 func NewQueue(cfg QueueConfig) *Queue {
 	return &Queue{
-		cfg:  cfg.WithDefaults(),
-		now:  time.Now,
-		keys: make(map[int64]*keyState),
-		wake: make(chan struct{}, 1),
+		cfg:    cfg.WithDefaults(),
+		now:    time.Now,
+		faults: faultlog.New(cfg.WithDefaults().Logger, "handling work queue keys"),
+		keys:   make(map[int64]*keyState),
+		wake:   make(chan struct{}, 1),
 	}
 }
 
@@ -326,12 +330,13 @@ func (q *Queue) handle(ctx context.Context, st *keyState) {
 		}
 	} else {
 		// A handler fails when it cannot record its outcome (the database is
-		// down): every key fails alike, so say it once, then now and then.
-		level := slog.LevelDebug
-		if st.failures == 0 || (st.failures+1)%10 == 0 {
-			level = slog.LevelWarn
-		}
-		q.cfg.Logger.Log(ctx, level, "handler failed; will retry", keyEmployeeID, st.id, keyAttempt, st.failures+1, keyError, err)
+		// down): every key fails alike, so the cause is said once (and when
+		// it changes or clears), each key's failure only at Debug.
+		q.faults.Fail(ctx, faultlog.Cause(err), err, keyEmployeeID, st.id)
+		q.cfg.Logger.DebugContext(ctx, "handler failed; will retry", keyEmployeeID, st.id, keyAttempt, st.failures+1, keyError, err)
+	}
+	if err == nil {
+		q.faults.OK(ctx)
 	}
 
 	q.mu.Lock()

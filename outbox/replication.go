@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/syncd/syncd/internal/faultlog"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -112,7 +114,9 @@ type ReplicationSource struct {
 	cfg     ReplicationConfig
 	id      string
 	log     *slog.Logger
-	lease   leaderLease
+	// streamFaults says a failing stream's cause once, and when it clears.
+	streamFaults *faultlog.Tracker
+	lease        leaderLease
 
 	leader atomic.Bool
 	lag    atomic.Int64
@@ -138,16 +142,17 @@ func NewReplicationSource(pool *pgxpool.Pool, replURL string, q *Queue, cfg Repl
 	cfg = cfg.WithDefaults()
 	id := newWorkerID()
 	return &ReplicationSource{
-		pool:    pool,
-		replURL: replURL,
-		q:       q,
-		cfg:     cfg,
-		id:      id,
-		log:     cfg.Logger.With(keyWorkerID, id, keySlot, cfg.SlotName),
-		lease:   leaderLease{pool: pool, name: cfg.SlotName, id: id, ttl: cfg.LeaderTTL},
-		handed:  make(map[int64]struct{}),
-		drained: make(chan struct{}, 1),
-		room:    make(chan struct{}, 1),
+		pool:         pool,
+		replURL:      replURL,
+		q:            q,
+		cfg:          cfg,
+		id:           id,
+		log:          cfg.Logger.With(keyWorkerID, id, keySlot, cfg.SlotName),
+		streamFaults: faultlog.New(cfg.Logger.With(keyWorkerID, id, keySlot, cfg.SlotName), "replication stream"),
+		lease:        leaderLease{pool: pool, name: cfg.SlotName, id: id, ttl: cfg.LeaderTTL},
+		handed:       make(map[int64]struct{}),
+		drained:      make(chan struct{}, 1),
+		room:         make(chan struct{}, 1),
 	}
 }
 
@@ -273,7 +278,9 @@ func (s *ReplicationSource) lead(ctx context.Context, connCfg *pgconn.Config) {
 		s.counters.sessionErrors.Add(1)
 		failures++
 		d := backoff(reconnectMin, reconnectMax, failures)
-		s.log.WarnContext(ctx, "replication stream", keyError, err, keyAttempt, failures, keyBackoff, d)
+		// Said once per cause (a missing privilege fails every attempt alike).
+		s.streamFaults.Fail(ctx, faultlog.Cause(err), err)
+		s.log.DebugContext(ctx, "replication stream", keyError, err, keyAttempt, failures, keyBackoff, d)
 		sleep(streamCtx, d)
 	}
 	stopKeeping()

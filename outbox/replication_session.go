@@ -57,6 +57,7 @@ func (s *ReplicationSource) session(ctx, runCtx context.Context, connCfg *pgconn
 		return fmt.Errorf("start replication: %w", err)
 	}
 	s.log.DebugContext(ctx, "replication stream started", keyLSN, confirmed.String())
+	s.streamFaults.OK(ctx)
 
 	gctx, stopGate := context.WithCancel(ctx)
 	g := newVisibilityGate(s)

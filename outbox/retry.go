@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/syncd/syncd/internal/faultlog"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -84,15 +86,12 @@ func (t *RetryTimer) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(t.cfg.Interval)
 	defer tick.Stop()
-	failures := 0
+	faults := faultlog.New(t.cfg.Logger, "looking for due retries")
 	for {
 		if err := t.feed(ctx); err != nil && ctx.Err() == nil {
-			failures++
-			if failures == 1 || failures%60 == 0 {
-				t.cfg.Logger.WarnContext(ctx, "look for due retries", keyError, err, keyAttempt, failures)
-			}
-		} else {
-			failures = 0
+			faults.Fail(ctx, faultlog.Cause(err), err)
+		} else if err == nil {
+			faults.OK(ctx)
 		}
 		select {
 		case <-ctx.Done():

@@ -76,6 +76,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Settings names each field as the operator sets it ("Connection" →
+	// "--connection (AUTH0_CONNECTION)"), for the fix of a ConfigError.
+	Settings map[string]string
 }
 
 // DefaultRoles is the reference guide's mapping.
@@ -113,9 +116,24 @@ type ConfigError struct {
 	Field string // the Config field, e.g. "Deprovision"
 	Value string // its value as given (never a secret)
 	Err   error  // what is wrong with it; its text includes the value
+	// Fix, for a fault found at run time (Config.ConfigFault), is what to
+	// do, in words; a %s in it stands for Setting. Field is "" when the
+	// fix is the tenant's alone (a scope to grant).
+	Fix string
+	// Setting is Field as the operator sets it (Config.Settings).
+	Setting string
 }
 
-func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Error() string {
+	if e.Fix == "" {
+		return e.Field + ": " + e.Err.Error()
+	}
+	fix := e.Fix
+	if strings.Contains(fix, "%s") {
+		fix = fmt.Sprintf(fix, cmp.Or(e.Setting, e.Field))
+	}
+	return e.Err.Error() + ": " + fix
+}
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 

@@ -122,8 +122,11 @@ func (s *ScanLoop) Once(ctx context.Context) *ScanResult {
 		return nil
 	}
 	attrs := []any{"employees", res.Employees, "managed_users", res.ManagedUsers, keyDrifted, len(res.Drifted),
-		keyOrphans, len(res.Orphans), "took", res.Took.Round(time.Millisecond)}
-	if len(res.Drifted) == 0 && len(res.Orphans) == 0 {
+		keyOrphans, res.ActionableOrphans(), "took", res.Took.Round(time.Millisecond)}
+	// Only what a fix would change is drift: an orphan blocked already
+	// (and a deleted row's account that syncd blocked, which is not even
+	// an orphan) needs nothing.
+	if !res.HasDrift() {
 		log.DebugContext(ctx, "drift scan found nothing", attrs...)
 	} else {
 		log.InfoContext(ctx, "drift scan found drift", attrs...)

@@ -354,8 +354,8 @@ func (a *attempt) report(ctx context.Context, out Outcome, took time.Duration) {
 		a.log.WarnContext(ctx, "reconcile will be retried", append(attrs, "error", out.Err, "next_attempt_at", out.NextAttempt)...)
 	case ResultTerminal:
 		a.log.WarnContext(ctx, "reconcile failed", append(attrs, "error", out.Err)...)
-	case ResultHeld:
-		// The guard says it once, when it trips; a row says it at Debug.
+	case ResultHeld, ResultConfig:
+		// The guard, or the daemon's hold, says it once; a row says it at Debug.
 		a.log.DebugContext(ctx, "deprovision waits for the mass-deprovision guard", append(attrs, "error", out.Err)...)
 	}
 }
@@ -558,6 +558,9 @@ func (a *attempt) managedRoleNames(roles []auth0.Role) []string {
 func (a *attempt) failure(err error) Outcome {
 	var ce *ConflictError
 	var ir *InvalidRowError
+	if cf := a.r.cfg.ConfigFault(err); cf != nil {
+		return a.configHeld(cf)
+	}
 	switch {
 	case errors.As(err, &ce):
 		return a.conflict(ce)

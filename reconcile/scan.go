@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,7 +40,8 @@ type Drift struct {
 }
 
 // Orphan is a managed account (app_metadata.created_by is ours, or it
-// carries an employee_id) that no employee row is linked to.
+// carries an employee_id) that no employee row is linked to, and that syncd
+// has not deprovisioned already (those are ScanResult.Deprovisioned).
 type Orphan struct {
 	UserID     string `json:"auth0_user_id"`
 	Email      string `json:"email,omitempty"`
@@ -48,15 +50,60 @@ type Orphan struct {
 	Reason     string `json:"reason"`
 }
 
-// ScanResult is what one drift scan found.
+// ScanResult is what one drift scan found. Its lists are never nil (JSON
+// shows [] for none), and its JSON gives durations in seconds.
 type ScanResult struct {
-	Employees    int           `json:"employees"`     // rows read
-	Compared     int           `json:"compared"`      // rows in a converged state, compared with Auth0
-	ManagedUsers int           `json:"managed_users"` // managed accounts seen in Auth0
-	Drifted      []Drift       `json:"drifted"`
-	Orphans      []Orphan      `json:"orphans"`
-	Took         time.Duration `json:"took"`
+	Employees    int `json:"employees"`     // rows read
+	Compared     int `json:"compared"`      // rows in a converged state, compared with Auth0
+	ManagedUsers int `json:"managed_users"` // managed accounts seen in Auth0
+	// NotCompared says which rows were not compared, and why, grouped by
+	// reason (most rows first): in flight, failed, held by the guard, or
+	// not an account under the current settings.
+	NotCompared []NotCompared `json:"not_compared"`
+	Drifted     []Drift       `json:"drifted"`
+	Orphans     []Orphan      `json:"orphans"`
+	// Deprovisioned counts managed accounts that no row claims and that
+	// syncd deprovisioned (blocked, app_metadata.sync_status terminated):
+	// a deleted row's account at rest. Not drift, not an orphan.
+	Deprovisioned int           `json:"deprovisioned_accounts"`
+	Took          time.Duration `json:"-"`
+	TookSeconds   float64       `json:"took_seconds"`
 }
+
+// NotCompared is a group of rows that a scan did not compare, for one reason.
+type NotCompared struct {
+	Reason      string  `json:"reason"`
+	Count       int     `json:"count"`
+	EmployeeIDs []int64 `json:"employee_ids"`
+}
+
+// Reasons a row is not compared (besides the row's own invalidity).
+const (
+	notComparedHeld     = "a deprovision held by the mass-deprovision guard (`syncd guard list`; `syncd guard release` lets it through)"
+	notComparedSettling = "a deprovision settling: the guard counts its batch within seconds"
+	notComparedFailed   = "failed: syncd waits for the row to change (`syncd status` says why)"
+	notComparedConflict = "conflict: the email belongs to another account; a person decides (`syncd status`)"
+)
+
+func notComparedInFlight(status string) string {
+	return "in flight (" + status + "): syncd is working on it"
+}
+
+// ActionableOrphans counts the orphans a fix would deprovision (those not
+// blocked yet).
+func (s *ScanResult) ActionableOrphans() int {
+	n := 0
+	for _, o := range s.Orphans {
+		if !o.Blocked {
+			n++
+		}
+	}
+	return n
+}
+
+// HasDrift says whether fixing the result would change anything in Auth0:
+// a drifted row, or an orphan account not blocked yet.
+func (s *ScanResult) HasDrift() bool { return len(s.Drifted) > 0 || s.ActionableOrphans() > 0 }
 
 // Deprovisions counts the accounts that fixing the result would block or
 // delete: drifted rows whose fix deprovisions, and orphans not yet blocked.
@@ -90,13 +137,15 @@ type scanEntry struct {
 	syncedAt *time.Time
 }
 
-// withSyncedAt reads auth0_synced_at after the columns scanEmployee reads.
+// withSyncedAt reads auth0_synced_at and the guard's state of the row
+// after the columns scanEmployee reads.
 type withSyncedAt struct {
 	scanner
-	at **time.Time
+	at    **time.Time
+	guard *string
 }
 
-func (w withSyncedAt) Scan(dest ...any) error { return w.scanner.Scan(append(dest, w.at)...) }
+func (w withSyncedAt) Scan(dest ...any) error { return w.scanner.Scan(append(dest, w.at, w.guard)...) }
 
 type fingerprint struct{ profile, blocked, app, user uint64 }
 
@@ -136,17 +185,32 @@ var scanFields = []auth0.ExportField{
 // to deprovision (DeprovisionOrphan).
 func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 	start := time.Now()
-	res := &ScanResult{}
+	res := &ScanResult{Drifted: []Drift{}, Orphans: []Orphan{}, NotCompared: []NotCompared{}}
 	entries := map[int64]*scanEntry{}
 	known := map[int64]bool{} // every row, compared or not
+	skipped := map[string]*NotCompared{}
+	skip := func(id int64, reason string) {
+		g := skipped[reason]
+		if g == nil {
+			g = &NotCompared{Reason: reason}
+			skipped[reason] = g
+		}
+		g.Count++
+		g.EmployeeIDs = append(g.EmployeeIDs, id)
+	}
 
-	rows, err := r.pool.Query(ctx, `SELECT `+employeeColumns+`, auth0_synced_at FROM employees`)
+	rows, err := r.pool.Query(ctx, `SELECT `+employeeColumns+`, auth0_synced_at,
+			coalesce((SELECT d.state FROM syncd_deprovisions d WHERE d.key = 'employee:' || employees.id), '')
+		FROM employees`)
 	if err != nil {
 		return nil, fmt.Errorf("read employees: %w", err)
 	}
 	for rows.Next() {
-		var syncedAt *time.Time
-		e, err := scanEmployee(withSyncedAt{rows, &syncedAt})
+		var (
+			syncedAt   *time.Time
+			guardState string
+		)
+		e, err := scanEmployee(withSyncedAt{rows, &syncedAt, &guardState})
 		if err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read employee: %w", err)
@@ -155,11 +219,27 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		known[e.ID] = true
 		// Only rows syncd believes converged are compared: the others are
 		// in flight, or terminal until they change.
-		if e.Status != StatusSynced && e.Status != StatusDeprovisioned {
+		switch {
+		case e.Status == StatusSynced || e.Status == StatusDeprovisioned:
+		case guardState == string(Held):
+			skip(e.ID, notComparedHeld)
+			continue
+		case guardState == string(Settling):
+			skip(e.ID, notComparedSettling)
+			continue
+		case e.Status == StatusFailed:
+			skip(e.ID, notComparedFailed)
+			continue
+		case e.Status == StatusConflict:
+			skip(e.ID, notComparedConflict)
+			continue
+		default:
+			skip(e.ID, notComparedInFlight(e.Status))
 			continue
 		}
 		d, err := DesiredFor(e, r.cfg)
 		if err != nil {
+			skip(e.ID, "not an account under these settings: "+err.Error())
 			continue
 		}
 		res.Compared++
@@ -237,6 +317,10 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		res.ManagedUsers++
 		ent := entries[eid]
 		switch {
+		case u.Blocked && ent == nil && !known[eid] && u.AppMetadata["sync_status"] == syncStatusTerminated:
+			// A deleted row's account that syncd blocked: at rest.
+			res.Deprovisioned++
+			return nil
 		case !hasEID:
 			res.Orphans = append(res.Orphans, Orphan{UserID: u.UserID, Email: u.Email, Blocked: u.Blocked, Reason: "managed account without app_metadata.employee_id"})
 			return nil
@@ -301,7 +385,18 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		}
 		return 1
 	})
+	for _, g := range skipped {
+		slices.Sort(g.EmployeeIDs)
+		res.NotCompared = append(res.NotCompared, *g)
+	}
+	slices.SortFunc(res.NotCompared, func(a, b NotCompared) int {
+		if a.Count != b.Count {
+			return b.Count - a.Count
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
 	res.Took = time.Since(start)
+	res.TookSeconds = res.Took.Seconds()
 	return res, nil
 }
 
@@ -494,6 +589,26 @@ func Requeue(ctx context.Context, db interface {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// MissingEmployees returns those of ids that no employee row has, in the
+// order given.
+func MissingEmployees(ctx context.Context, db Querier, ids []int64) ([]int64, error) {
+	rows, err := db.Query(ctx, `SELECT id FROM employees WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up employees: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("look up employees: %w", err)
+	}
+	var missing []int64
+	for _, id := range ids {
+		if !slices.Contains(found, id) && !slices.Contains(missing, id) {
+			missing = append(missing, id)
+		}
+	}
+	return missing, nil
 }
 
 // DeprovisionOrphan blocks (or deletes, per the deprovision mode) a managed

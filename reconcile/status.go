@@ -21,10 +21,16 @@ type StatusReport struct {
 	// Problems are the latest failed, conflict and retrying rows, newest
 	// first, at most the limit given to ReadStatus.
 	Problems []ProblemRow `json:"problems"`
+	// Reasons groups every failed, conflict and retrying row by status and
+	// identical reason, latest first, at most the limit given to ReadStatus.
+	Reasons []ReasonGroup `json:"reasons"`
 	// Slots are this database's pgoutput replication slots.
 	Slots []SlotInfo `json:"replication_slots"`
 	// Deprovisions waits for the mass-deprovision guard (held or settling).
 	Deprovisions []HeldDeprovision `json:"deprovisions_waiting"`
+	// Holds are what running syncd processes hold all work for (the
+	// configuration, the credentials, Auth0 down), with the fix in words.
+	Holds []Hold `json:"holds"`
 }
 
 // PendingInfo is the oldest piece of pending work.
@@ -43,6 +49,20 @@ type ProblemRow struct {
 	Since   time.Time  `json:"since"`
 	NextTry *time.Time `json:"next_attempt_at,omitempty"`
 }
+
+// ReasonGroup is the rows of one status that share one reason.
+type ReasonGroup struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	Count  int64  `json:"count"`
+	// EmployeeIDs are the first (lowest) ten ids.
+	EmployeeIDs []int64 `json:"employee_ids"`
+	// Latest is the newest audit row among them (now if none has one).
+	Latest time.Time `json:"latest"`
+}
+
+// Statuses lists every auth0_sync_status, in the order of a row's life.
+var Statuses = []string{StatusSynced, StatusPending, StatusSyncing, StatusRetrying, StatusFailed, StatusConflict, StatusDeprovisioned}
 
 // SlotInfo is a replication slot and how far it lags behind the WAL.
 type SlotInfo struct {
@@ -68,6 +88,9 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 		return nil, fmt.Errorf("read status: %w, got %d", ErrNegativeLimit, limit)
 	}
 	rep := &StatusReport{Counts: map[string]int64{}}
+	for _, st := range Statuses {
+		rep.Counts[st] = 0 // a zero is an answer too: JSON shows what the text shows
+	}
 	rows, err := db.Query(ctx, `SELECT auth0_sync_status, count(*) FROM employees GROUP BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("count statuses: %w", err)
@@ -106,6 +129,18 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 	if err != nil {
 		return nil, fmt.Errorf("latest problems: %w", err)
 	}
+	rows, err = db.Query(ctx, `SELECT auth0_sync_status, error, count(*), (array_agg(id ORDER BY id))[1:10], max(since)
+		  FROM (SELECT e.id, e.auth0_sync_status, coalesce(e.auth0_sync_error, '') AS error,
+				coalesce((SELECT max(l.created_at) FROM auth0_sync_logs l WHERE l.employee_id = e.id), now()) AS since
+			  FROM employees e WHERE e.auth0_sync_status IN ('failed', 'conflict', 'retrying')) p
+		 GROUP BY 1, 2 ORDER BY 5 DESC, 1, 2 LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("group problem reasons: %w", err)
+	}
+	rep.Reasons, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ReasonGroup])
+	if err != nil {
+		return nil, fmt.Errorf("group problem reasons: %w", err)
+	}
 	rows, err = db.Query(ctx, `SELECT slot_name, active, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::int8,
 			coalesce(wal_status, '') FROM pg_replication_slots WHERE database = current_database() AND plugin = 'pgoutput' ORDER BY 1`)
 	if err != nil {
@@ -116,6 +151,9 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 		return nil, fmt.Errorf("replication slots: %w", err)
 	}
 	if rep.Deprovisions, err = Waiting(ctx, db); err != nil {
+		return nil, err
+	}
+	if rep.Holds, err = Holds(ctx, db); err != nil {
 		return nil, err
 	}
 	if rep.Deprovisions == nil {

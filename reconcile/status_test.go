@@ -27,7 +27,9 @@ func TestReadStatus(t *testing.T) {
 
 	rep, err := reconcile.ReadStatus(ctx, pool, 10)
 	require.NoError(t, err)
-	require.Empty(t, rep.Counts)
+	require.Equal(t, map[string]int64{"synced": 0, "pending": 0, "syncing": 0, "retrying": 0, "failed": 0, "conflict": 0, "deprovisioned": 0},
+		rep.Counts, "every status, zeros too")
+	require.NotNil(t, rep.Reasons, "an empty list, not null, in JSON")
 	require.Nil(t, rep.OldestPending, "an empty outbox has no oldest row")
 	require.Zero(t, rep.OutboxRows)
 	require.Empty(t, rep.Problems)
@@ -58,7 +60,7 @@ func TestReadStatus(t *testing.T) {
 
 	rep, err = reconcile.ReadStatus(ctx, pool, 2)
 	require.NoError(t, err)
-	require.Equal(t, map[string]int64{"failed": 1, "conflict": 1, "retrying": 1, "synced": 1, "pending": 1}, rep.Counts)
+	require.Equal(t, map[string]int64{"failed": 1, "conflict": 1, "retrying": 1, "synced": 1, "pending": 1, "syncing": 0, "deprovisioned": 0}, rep.Counts)
 	var outbox int64
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM auth0_outbox`).Scan(&outbox))
 	require.Positive(t, outbox, "inserts fill the outbox")
@@ -77,6 +79,9 @@ func TestReadStatus(t *testing.T) {
 	require.Equal(t, "conflict", rep.Problems[1].Status)
 	require.Nil(t, rep.Problems[1].NextTry)
 	require.True(t, rep.Problems[0].Since.After(rep.Problems[1].Since))
+	require.Len(t, rep.Reasons, 2, "at most the limit, latest first")
+	require.Equal(t, reconcile.ReasonGroup{Status: "retrying", Error: "auth0 503", Count: 1, EmployeeIDs: []int64{ids[2]}, Latest: rep.Problems[0].Since},
+		rep.Reasons[0])
 
 	require.Len(t, rep.Slots, 1)
 	require.Equal(t, slot, rep.Slots[0].Name)

@@ -73,10 +73,16 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 		}
 	case ResultRetry:
 		next = out.NextAttempt
-	case ResultHeld:
-		// Waiting for the guard is no attempt; what was applied last stays
-		// known, so the deprovision, once allowed, needs no read.
+	case ResultHeld, ResultConfig:
+		// Waiting for the guard (or a fixed configuration) is no attempt;
+		// what was applied last stays known, so the work, once it resumes,
+		// needs no read.
 		state = a.emp.SyncedState
+	}
+	var failedConfig *string // the configuration a failure was decided under
+	if out.Status == StatusFailed {
+		fp := a.r.cfg.Fingerprint()
+		failedConfig = &fp
 	}
 	var userID any
 	if a.userID != "" && !a.deleted {
@@ -100,9 +106,10 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 	b.Queue(`UPDATE employees SET
 			auth0_sync_status = $2, auth0_sync_error = $3, auth0_sync_attempts = $4, auth0_next_attempt_at = $5,
 			auth0_synced_at = COALESCE($6, auth0_synced_at), auth0_user_id = $7,
-			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9, auth0_locked_until = NULL, auth0_locked_by = NULL
+			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9, auth0_locked_until = NULL, auth0_locked_by = NULL,
+			auth0_failed_config = $11
 		WHERE id = $1 AND xmin::text::bigint = $10`,
-		a.id, out.Status, syncErr, attempts, next, syncedAt, userID, a.createdAt, state, version)
+		a.id, out.Status, syncErr, attempts, next, syncedAt, userID, a.createdAt, state, version, failedConfig)
 	if err := a.queueLogs(b); err != nil {
 		return err
 	}

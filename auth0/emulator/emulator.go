@@ -126,6 +126,8 @@ type Emulator struct {
 	faultMu sync.Mutex
 	faults  Faults
 
+	grants grants // scopes granted at run time (SetScopes)
+
 	rateMu      sync.Mutex
 	limiter     *limiter
 	rateSetting rateSetting

@@ -46,6 +46,7 @@ func (e *Emulator) routes() {
 		{pattern: "GET /api/v2/roles/{id}/users", scopes: []string{"read:users", "read:roles", "read:role_members"}, handle: e.listRoleUsers},
 		{pattern: "POST /api/v2/roles/{id}/users", scopes: []string{"update:roles", "create:role_members"}, write: true, handle: e.addRoleUsers},
 		{pattern: "POST /api/v2/jobs/users-exports", scopes: []string{"read:users"}, handle: e.createExport},
+		{pattern: "GET /api/v2/connections", scopes: []string{"read:connections"}, handle: e.listConnections},
 		{pattern: "GET /api/v2/jobs/{id}", scopes: []string{"create:users", "read:users"}, handle: e.getJob},
 	}
 	for _, rt := range api {
@@ -60,7 +61,7 @@ func (e *Emulator) routes() {
 func AllScopes() []string {
 	return []string{
 		"read:users", "create:users", "update:users", "delete:users", "update:users_app_metadata",
-		"read:roles", "update:roles", "read:role_members", "create:role_members", "delete:role_members",
+		"read:roles", "update:roles", "read:role_members", "create:role_members", "delete:role_members", "read:connections",
 	}
 }
 

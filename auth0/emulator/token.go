@@ -55,7 +55,7 @@ func (e *Emulator) audience(r *http.Request) string {
 // It is for tests that call the API directly.
 func (e *Emulator) IssueToken(host string, scopes ...string) string {
 	if len(scopes) == 0 {
-		scopes = e.opts.Scopes
+		scopes = e.grantedScopes()
 	}
 	r := &http.Request{Host: host}
 	now := e.now()
@@ -115,9 +115,10 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(sw, oauthError{status: http.StatusForbidden, Error: "access_denied", Description: "Service not found: " + aud})
 		return
 	}
-	scopes := e.opts.Scopes
+	granted := e.grantedScopes()
+	scopes := granted
 	if s := strings.Fields(params.Get("scope")); len(s) > 0 {
-		scopes = slices.DeleteFunc(slices.Clone(s), func(x string) bool { return !slices.Contains(e.opts.Scopes, x) })
+		scopes = slices.DeleteFunc(slices.Clone(s), func(x string) bool { return !slices.Contains(granted, x) })
 	}
 	now := e.now()
 	tok := e.sign(claims{

@@ -250,6 +250,9 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request, _ *call) {
 	case !hasUsername && e.opts.RequiresUsername:
 		writeError(w, errMissing("username"))
 		return
+	case hasUsername && !e.opts.RequiresUsername:
+		writeError(w, errorf(http.StatusBadRequest, "", "Cannot set username for connection without requires_username."))
+		return
 	case !hasPassword:
 		writeError(w, errMissing("password"))
 		return

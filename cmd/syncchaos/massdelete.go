@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,9 +20,12 @@ const releasedBy = "chaos-operator"
 // runMassDelete checks the mass-deprovision guard (DESIGN.md invariant 7)
 // with one syncd per change source: a DELETE of 40% of the employees is held
 // whole at no cost (no Auth0 call, no audit row per cycle, the slot not held
-// back), then carried out exactly once per account by `syncd guard release`;
-// a mass `active = false` undone before any release clears by itself, and a
-// single leaver afterwards is blocked as usual.
+// back), shown by `syncd status` and `syncd plan` (exit 2 with
+// --detailed-exitcode), then carried out exactly once per account by `syncd
+// guard release`, after which plan finds no drift and no orphan (the
+// blocked accounts of deleted rows are at rest); a mass `active = false`
+// undone before any release clears by itself, and a single leaver
+// afterwards is blocked as usual.
 func runMassDelete(ctx context.Context, s *suite, r *result) error {
 	n := 500
 	if s.cfg.Short {
@@ -140,8 +144,24 @@ func massDeleteSide(ctx context.Context, s *suite, r *result, source string, n i
 		r.note("slot passed the DELETE")
 	}
 
+	// What the operator sees while it is held: status names the hold (exit
+	// 0: no row is failed), plan shows the held deprovisions and exits 2
+	// with --detailed-exitcode (the deleted rows' accounts are not blocked).
+	out, code, err := w.syncdCmdCode(ctx, w.env(w.emu.URL, clientSecret), "status")
+	if err != nil {
+		return err
+	}
+	r.check(code == 0 && strings.Contains(out, fmt.Sprintf("Deprovision guard: %d deprovisions held since", k)),
+		"status while held: exit %d, said %q", code, truncate(out, 600))
+	out, code, err = w.syncdCmdCode(ctx, w.env(w.emu.URL, clientSecret), "plan", "--detailed-exitcode", "--roles", rolesFlag)
+	if err != nil {
+		return err
+	}
+	r.check(code == 2 && strings.Contains(out, fmt.Sprintf("Deprovision guard: %d deprovisions held since", k)) && strings.Contains(out, "syncd guard release"),
+		"plan --detailed-exitcode while held: exit %d (want 2), said %q", code, truncate(out, 600))
+
 	// The operator releases exactly these, as an operator would.
-	out, err := w.syncdCmd(ctx, "guard", "release", "--by", releasedBy)
+	out, err = w.syncdCmd(ctx, "guard", "release", "--by", releasedBy)
 	if err != nil {
 		return err
 	}
@@ -157,6 +177,16 @@ func massDeleteSide(ctx context.Context, s *suite, r *result, source string, n i
 	r.check(w.audit(ctx, `action = 'guard_release' AND response_data->>'released_by' = '`+releasedBy+`'`) == k,
 		"%d guard_release audit rows name %s, want %d", w.audit(ctx, `action = 'guard_release' AND response_data->>'released_by' = '`+releasedBy+`'`), releasedBy, k)
 	r.note("released: %d/%d blocked exactly once, %d other accounts touched", once, k, len(touched))
+
+	// The accounts syncd blocked for deleted rows are at rest: plan shows
+	// no drift and no orphan, and exits 0 with --detailed-exitcode.
+	out, code, err = w.syncdCmdCode(ctx, w.env(w.emu.URL, clientSecret), "plan", "--detailed-exitcode", "--roles", rolesFlag)
+	if err != nil {
+		return err
+	}
+	r.check(code == 0 && strings.Contains(out, "No drift") && !strings.Contains(out, "orphan") &&
+		strings.Contains(out, fmt.Sprintf("%d accounts of deleted rows deprovisioned by syncd (blocked): at rest, not drift.", k)),
+		"plan after the release: exit %d (want 0), said %q", code, truncate(out, 600))
 
 	// A mass `active = false` undone before any release: nothing is blocked
 	// and the hold clears by itself.
@@ -349,6 +379,28 @@ func writesSince(before, after map[string]int64, want map[string]bool) (once int
 	}
 	slices.Sort(touched)
 	return once, touched
+}
+
+// syncdCmdCode runs a syncd subcommand with environ, as an operator
+// would, and returns its output (stdout and stderr) and exit status; err
+// only when it could not run.
+func (w *world) syncdCmdCode(ctx context.Context, environ map[string]string, args ...string) (string, int, error) {
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, w.s.syncdBin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range environ {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode(), nil
+	case err != nil:
+		return "", 0, fmt.Errorf("syncd %s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), 0, nil
 }
 
 // syncdCmd runs a syncd subcommand against the world's database, as an

@@ -66,7 +66,7 @@ var scenarios = []scenario{
 	{"bad-credentials", "a wrong client secret", runBadCredentials},
 	{"unreachable", "AUTH0_DOMAIN on a closed port, then the tenant appears", runUnreachable},
 	{"auth0-down", "every Auth0 call answered 503 for a while", runAuth0Down},
-	{"mass-delete", "40% of employees deleted (held whole, released), a mass deactivation undone, notify and replication", runMassDelete},
+	{"mass-delete", "40% of employees deleted (held whole, shown by status and plan, released), a mass deactivation undone, a leaver, notify and replication", runMassDelete},
 }
 
 func newSuite(ctx context.Context, cfg config, stdout, stderr io.Writer) (*suite, error) {

@@ -22,6 +22,7 @@ import (
 // The flag wins; a missing or malformed value is one line naming the setting.
 
 func envString(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage string) {
+	e.noteFlag(envName, name)
 	v := def
 	if s := e.getenv(envName); s != "" {
 		v = s
@@ -34,6 +35,7 @@ func envString(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage st
 // secret taken from the environment is not registered as a default: the
 // usage says only whether the variable is set.
 func envSecret(fs *flag.FlagSet, e *env, p *string, name, envName, def, usage string) {
+	e.noteFlag(envName, name)
 	*p = def
 	usage += " (env " + envName + ")"
 	if s := e.getenv(envName); s != "" {
@@ -62,12 +64,12 @@ func (c *dbConfig) register(fs *flag.FlagSet, e *env) {
 
 func (c *dbConfig) validate() error {
 	if c.URL == "" {
-		return usagef("DATABASE_URL: is required (postgres://user:password@host:5432/db)")
+		return settingf("DATABASE_URL", "is required (postgres://user:password@host:5432/db)")
 	}
 	// pgx's own error may quote the string, password and all: say what is
 	// wrong without it.
 	if _, err := pgx.ParseConfig(c.URL); err != nil {
-		return usagef("DATABASE_URL: not a valid PostgreSQL connection string")
+		return settingf("DATABASE_URL", "not a valid PostgreSQL connection string")
 	}
 	return nil
 }
@@ -88,21 +90,23 @@ func (c *auth0Config) register(fs *flag.FlagSet, e *env) {
 }
 
 func (c *auth0Config) validate() error {
+	var errs []error
 	u, err := auth0.ParseDomain(c.Domain)
-	if err != nil {
-		if c.Domain == "" {
-			return usagef("AUTH0_DOMAIN: is required (your-tenant.us.auth0.com)")
-		}
-		return usagef("AUTH0_DOMAIN: %v", err)
+	switch {
+	case err != nil && c.Domain == "":
+		errs = append(errs, settingf("AUTH0_DOMAIN", "is required (your-tenant.us.auth0.com)"))
+	case err != nil:
+		errs = append(errs, settingf("AUTH0_DOMAIN", "%v", err))
+	default:
+		c.baseURL = u
 	}
-	c.baseURL = u
 	if c.ClientID == "" {
-		return usagef("AUTH0_CLIENT_ID: is required")
+		errs = append(errs, settingf("AUTH0_CLIENT_ID", "is required"))
 	}
 	if c.ClientSecret == "" {
-		return usagef("AUTH0_CLIENT_SECRET: is required")
+		errs = append(errs, settingf("AUTH0_CLIENT_SECRET", "is required"))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // logConfig is how syncd logs.
@@ -117,16 +121,17 @@ func (c *logConfig) register(fs *flag.FlagSet, e *env) {
 }
 
 func (c *logConfig) validate() error {
+	var errs []error
 	switch c.Format {
 	case "", "text", "json":
 	default:
-		return usagef("LOG_FORMAT: must be text or json, got %q", c.Format)
+		errs = append(errs, settingf("LOG_FORMAT", "must be text or json, got %q", c.Format))
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
-		return usagef("LOG_LEVEL: must be debug, info, warn or error, got %q", c.Level)
+		errs = append(errs, settingf("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.Level))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // logger builds the process logger on w: tint on a terminal, JSON otherwise.
@@ -143,7 +148,16 @@ func (c *logConfig) logger(w io.Writer) *slog.Logger {
 	if format == "text" {
 		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationWithUnit}))
+}
+
+// durationWithUnit writes a duration in a JSON log line as a string with
+// its unit ("1.5s"), not as unlabelled nanoseconds.
+func durationWithUnit(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func isTerminal(w io.Writer) bool {
@@ -155,14 +169,10 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
-// firstErr returns the first non-nil error of errs.
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+// envValuef reports a malformed value of environment variable envName,
+// which does not matter when the flag is given.
+func envValuef(envName, format string, args ...any) error {
+	return &settingError{Env: envName, Msg: fmt.Sprintf(format, args...), envOnly: true}
 }
 
 // formatDuration prints d rounded for people.
@@ -181,13 +191,14 @@ func formatDuration(d time.Duration) string {
 // fallbacks; a malformed environment value is reported by validate through
 // the returned check.
 func envDuration(fs *flag.FlagSet, e *env, p *time.Duration, name, envName string, def time.Duration, usage string) func() error {
+	e.noteFlag(envName, name)
 	*p = def
 	raw := e.getenv(envName)
 	if raw != "" {
 		v, err := time.ParseDuration(raw)
 		if err != nil {
 			fs.DurationVar(p, name, def, usage+" (env "+envName+")")
-			return func() error { return usagef("%s: must be a duration like 30s or 15m, got %q", envName, raw) }
+			return func() error { return envValuef(envName, "must be a duration like 30s or 15m, got %q", raw) }
 		}
 		*p = v
 	}
@@ -196,13 +207,14 @@ func envDuration(fs *flag.FlagSet, e *env, p *time.Duration, name, envName strin
 }
 
 func envInt(fs *flag.FlagSet, e *env, p *int, name, envName string, def int, usage string) func() error {
+	e.noteFlag(envName, name)
 	*p = def
 	raw := e.getenv(envName)
 	var bad error
 	if raw != "" {
 		v, err := strconv.Atoi(raw)
 		if err != nil {
-			bad = usagef("%s: must be a whole number, got %q", envName, raw)
+			bad = envValuef(envName, "must be a whole number, got %q", raw)
 		} else {
 			*p = v
 		}
@@ -212,13 +224,14 @@ func envInt(fs *flag.FlagSet, e *env, p *int, name, envName string, def int, usa
 }
 
 func envFloat(fs *flag.FlagSet, e *env, p *float64, name, envName string, def float64, usage string) func() error {
+	e.noteFlag(envName, name)
 	*p = def
 	raw := e.getenv(envName)
 	var bad error
 	if raw != "" {
 		v, err := strconv.ParseFloat(raw, 64)
 		if err != nil {
-			bad = usagef("%s: must be a number, got %q", envName, raw)
+			bad = envValuef(envName, "must be a number, got %q", raw)
 		} else {
 			*p = v
 		}
@@ -228,12 +241,13 @@ func envFloat(fs *flag.FlagSet, e *env, p *float64, name, envName string, def fl
 }
 
 func envBool(fs *flag.FlagSet, e *env, p *bool, name, envName string, usage string) func() error {
+	e.noteFlag(envName, name)
 	raw := e.getenv(envName)
 	var bad error
 	if raw != "" {
 		v, err := strconv.ParseBool(raw)
 		if err != nil {
-			bad = usagef("%s: must be true or false, got %q", envName, raw)
+			bad = envValuef(envName, "must be true or false, got %q", raw)
 		} else {
 			*p = v
 		}
@@ -258,18 +272,17 @@ func (c *clientConfig) register(fs *flag.FlagSet, e *env) {
 }
 
 func (c *clientConfig) validate() error {
+	var errs []error
 	for _, check := range c.checks {
-		if err := check(); err != nil {
-			return err
-		}
+		errs = append(errs, check())
 	}
 	if c.Rate < 0 {
-		return usagef("AUTH0_RATE: must not be negative, got %v", c.Rate)
+		errs = append(errs, settingf("AUTH0_RATE", "must not be negative, got %v", c.Rate))
 	}
 	if c.Burst < 0 {
-		return usagef("AUTH0_BURST: must not be negative, got %d", c.Burst)
+		errs = append(errs, settingf("AUTH0_BURST", "must not be negative, got %d", c.Burst))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // burst is the client-side burst: AUTH0_BURST, or the rate (at least 1)
@@ -303,7 +316,7 @@ func registerScanTimeout(fs *flag.FlagSet, e *env, p *time.Duration) func() erro
 
 func validateScanTimeout(d time.Duration) error {
 	if d < time.Second {
-		return usagef("SYNCD_SCAN_TIMEOUT: must be at least 1s, got %s", d)
+		return settingf("SYNCD_SCAN_TIMEOUT", "must be at least 1s, got %s", d)
 	}
 	return nil
 }
@@ -334,7 +347,7 @@ func (c *mappingConfig) register(fs *flag.FlagSet, e *env) {
 func (c *mappingConfig) validate() error {
 	roles, err := reconcile.ParseRoles(c.Roles)
 	if err != nil {
-		return usagef("SYNCD_ROLES: %v", err)
+		return settingf("SYNCD_ROLES", "%v", err)
 	}
 	c.cfg = reconcile.Config{
 		Connection:  c.Connection,
@@ -346,16 +359,21 @@ func (c *mappingConfig) validate() error {
 		Username:    reconcile.UsernameMode(c.Username),
 	}.WithDefaults()
 	if err := c.cfg.Validate(); err != nil {
-		// One line, naming the setting as the person set it.
-		var ce *reconcile.ConfigError
-		if !errors.As(err, &ce) {
-			return usagef("%v", err)
+		// One line per problem, naming the setting as the person set it.
+		var errs []error
+		for _, leaf := range leaves(err) {
+			var ce *reconcile.ConfigError
+			if !errors.As(leaf, &ce) {
+				errs = append(errs, usagef("%v", leaf))
+				continue
+			}
+			name, ok := mappingEnv[ce.Field]
+			if !ok {
+				name = ce.Field
+			}
+			errs = append(errs, settingf(name, "%v", ce.Err))
 		}
-		name, ok := mappingEnv[ce.Field]
-		if !ok {
-			name = ce.Field
-		}
-		return usagef("%s: %v", name, ce.Err)
+		return errors.Join(errs...)
 	}
 	return nil
 }

@@ -51,6 +51,12 @@ type daemon struct {
 	lastScanErr atomic.Pointer[string]
 	// onConverged, if set, hears every reconcile that changed something (the demo's live output).
 	onConverged func(id int64, out reconcile.Outcome)
+
+	// faults are the operator's (configuration, database, replication
+	// prerequisites): faults.go.
+	faults            faultState
+	replication       bool
+	replURL, slotName string
 }
 
 // handle is the work queue's handler: it waits while the breaker is open,
@@ -63,18 +69,34 @@ func (d *daemon) handle(ctx context.Context, id int64) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(d.stopping, cancel)()
+	out, err := d.reconcile(ctx, wctx, id)
+	for err == nil && out.Result == reconcile.ResultConfig {
+		// The configuration is wrong, not the row: hold all work (the row
+		// stays pending) and try again once the breaker closes.
+		ce := d.rec.Config().ConfigFault(out.Err)
+		if ce == nil {
+			break
+		}
+		d.holdForConfig([]*reconcile.ConfigError{ce}, id)
+		out, err = d.reconcile(ctx, wctx, id)
+	}
+	if err == nil && d.onConverged != nil && (len(out.Applied) > 0 || out.Result != reconcile.ResultDone) {
+		d.onConverged(id, out)
+	}
+	return err
+}
+
+// reconcile waits for the breaker (until wctx ends), then reconciles id.
+func (d *daemon) reconcile(ctx, wctx context.Context, id int64) (reconcile.Outcome, error) {
 	if err := d.breaker.Wait(wctx); err != nil {
-		return fmt.Errorf("wait for the breaker: %w", err)
+		return reconcile.Outcome{}, fmt.Errorf("wait for the breaker: %w", err)
 	}
 	d.running.Add(1)
 	defer d.running.Add(-1)
 	start := time.Now()
 	out, err := d.rec.Reconcile(ctx, id)
 	d.metrics.reconciled(out, err, time.Since(start))
-	if err == nil && d.onConverged != nil && (len(out.Applied) > 0 || out.Result != reconcile.ResultDone) {
-		d.onConverged(id, out)
-	}
-	return err
+	return out, err
 }
 
 // Run runs every part until ctx is done, then drains: no new work, in-flight
@@ -84,7 +106,15 @@ func (d *daemon) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	d.stopping = ctx
+	if err := d.startChecks(ctx, d.replURL, d.slotName, d.replication); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return d.watchDatabase(gctx) })
+	g.Go(func() error { return d.recordHolds(gctx) })
+	if d.replication {
+		g.Go(func() error { return d.watchReplication(gctx, d.replURL, d.slotName) })
+	}
 	g.Go(func() error { return d.queue.Run(gctx) })
 	g.Go(func() error { return d.source.Run(gctx) })
 	g.Go(func() error { return d.retry.Run(gctx) })
@@ -167,7 +197,8 @@ func (d *daemon) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		checks := d.readiness(r.Context())
-		ready := checks["database"] == "ok" && checks["auth0_token"] == "ok" && checks["breaker"] == "ok"
+		unready := d.readinessFaults(checks)
+		ready := !unready && checks["database"] == "ok" && checks["auth0_token"] == "ok" && checks["breaker"] == "ok"
 		w.Header().Set("Content-Type", "application/json")
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -209,6 +240,9 @@ func (d *daemon) readiness(ctx context.Context) map[string]string {
 
 func tokenProblem(err error) string {
 	var ae *auth0.APIError
+	if msg, ok := credentialProblem(err); ok && errors.As(err, &ae) {
+		return fmt.Sprintf("token refused: %d %s: %s", ae.StatusCode, ae.ErrorCode, msg)
+	}
 	if errors.As(err, &ae) {
 		return fmt.Sprintf("token refused: %d %s", ae.StatusCode, ae.ErrorCode)
 	}

@@ -28,18 +28,54 @@ var demoEmployees = []struct{ name, email, dept, role string }{
 	{"Edsger Dijkstra", "edsger@example.com", "Shipping", "associate"},
 }
 
+// demoSettings are the settings of `syncd run` that `syncd demo` offers,
+// with the demo's defaults; the banner shows them, and where the demo's
+// default differs from syncd run's, says so.
+var demoSettings = []struct{ flag, def, runDef, usage string }{
+	{"roles", "associate=production_associate,lead=production_lead", "associate=production_associate", "role mapping: comma-separated role_code=Auth0 role name (the emulator has production_associate and production_lead)"},
+	{"deprovision", "block", "", "what happens to a leaver's account: block or delete"},
+	{"max-deprovision", "50%", "10%", "most accounts blocked or deleted within an hour, a count or a share; a batch over it is held whole"},
+	{"deprovision-settle", "10s", "", "how long a deprovision waits to be counted with the rest of its batch"},
+	{"adopt", "conflict", "", "an existing account with the employee's email and no employee_id: conflict or adopt"},
+	{"username", "off", "", "usernames: off or local-part"},
+	{"workers", "4", "8", "reconciles run at once"},
+	{"resync-interval", "1m", "15m", "time between drift scans (one runs at start)"},
+	{"poll-interval", "1s", "5s", "outbox poll interval (notify source)"},
+}
+
 func cmdDemo(ctx context.Context, e *env, args []string) error {
 	var (
 		emuAddr, metrics, source, logLevel string
 		summaryEvery                       time.Duration
+		allowMass                          bool
 	)
 	fs := newFlagSet(e, "demo")
 	fs.StringVar(&emuAddr, "emulator-addr", "127.0.0.1:8089", "where the Auth0 emulator listens (a free port is taken if it is busy)")
 	fs.StringVar(&metrics, "metrics-addr", "127.0.0.1:9464", "where /metrics, /healthz and /readyz listen (a free port is taken if it is busy)")
 	fs.StringVar(&source, "source", "notify", "change source: notify or replication")
 	fs.StringVar(&logLevel, "log-level", "info", "log level")
-	fs.DurationVar(&summaryEvery, "summary-every", 15*time.Second, "how often to print a status summary")
+	fs.DurationVar(&summaryEvery, "summary-every", 15*time.Second, "how often to look at the status counts (a line is printed when they changed)")
+	values := make([]string, len(demoSettings))
+	for i, st := range demoSettings {
+		usage := st.usage + " (as syncd run's --" + st.flag
+		if st.runDef != "" {
+			usage += ", whose default is " + st.runDef
+		}
+		fs.StringVar(&values[i], st.flag, st.def, usage+")")
+	}
+	fs.BoolVar(&allowMass, "allow-mass-deprovision", false, "never hold deprovisions (as syncd run's)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	runArgs := []string{"--source", source, "--slot", "syncd_demo", "--log-format", "text", "--log-level", logLevel,
+		"--allow-mass-deprovision=" + fmt.Sprint(allowMass)}
+	for i, st := range demoSettings {
+		runArgs = append(runArgs, "--"+st.flag, values[i])
+	}
+	// The settings are checked before anything starts.
+	if _, err := parseRunConfig(&env{getenv: func(string) string { return "" }, stdout: e.stdout, stderr: e.stderr, flagOf: map[string]string{}},
+		append(runArgs, "--database-url", "postgres://demo@127.0.0.1/demo", "--auth0-domain", "http://127.0.0.1:1",
+			"--auth0-client-id", "demo", "--auth0-client-secret", "demo")); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -72,14 +108,11 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	}
 	metrics = freeOr(metrics)
 
-	runEnv := &env{getenv: func(string) string { return "" }, stdout: e.stdout, stderr: e.stderr}
-	c, err := parseRunConfig(runEnv, []string{
+	runEnv := &env{getenv: func(string) string { return "" }, stdout: e.stdout, stderr: e.stderr, flagOf: map[string]string{}}
+	c, err := parseRunConfig(runEnv, append(runArgs,
 		"--database-url", dbURL, "--auth0-domain", emu.URL,
 		"--auth0-client-id", emulator.DefaultClientID, "--auth0-client-secret", emulator.DefaultClientSecret,
-		"--roles", "associate=production_associate,lead=production_lead",
-		"--source", source, "--slot", "syncd_demo", "--workers", "4", "--poll-interval", "1s", "--resync-interval", "1m",
-		"--metrics-addr", metrics, "--log-format", "text", "--log-level", logLevel, "--max-deprovision", "50%",
-	})
+		"--metrics-addr", metrics))
 	if err != nil {
 		return err
 	}
@@ -97,12 +130,18 @@ Ready in %s. syncd is converging %d sample employees; watch the log below.
   Database  %s
   Auth0     %s  (emulator; client id %s, secret %s)
   Metrics   http://%s/metrics   health: /healthz, /readyz
+  Settings  %s
+            (syncd demo -h lists them; each is syncd run's flag of the same name)
 
 Try it, in another terminal:
   %s -c "INSERT INTO employees (name, email, department) VALUES ('Barbara Liskov', 'barbara@example.com', 'Quality')"
   %s -c "UPDATE employees SET role_code = 'lead' WHERE email = 'grace@example.com'"
   %s -c "UPDATE employees SET active = false WHERE email = 'edsger@example.com'"
   %s -c "SELECT id, email, auth0_sync_status, auth0_user_id FROM employees ORDER BY id"
+
+Ask syncd (make build puts it in bin/syncd):
+  export DATABASE_URL='%s' AUTH0_DOMAIN=%s AUTH0_CLIENT_ID=%s AUTH0_CLIENT_SECRET=%s SYNCD_ROLES='%s'
+  syncd status; syncd plan; syncd guard list
 
 See the users in the emulator:
   TOKEN=$(curl -s %s/oauth/token -H 'content-type: application/json' \
@@ -113,7 +152,9 @@ See the users in the emulator:
 Ctrl-C stops syncd and removes the database and the emulator.
 
 `, formatDuration(time.Since(start)), len(demoEmployees), dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, metrics,
-		psql, psql, psql, psql, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, strings.TrimPrefix(emu.URL, "http://"), emu.URL)
+		demoSettingsLine(c), psql, psql, psql, psql,
+		dbURL, emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, c.mapping.Roles,
+		emu.URL, emulator.DefaultClientID, emulator.DefaultClientSecret, strings.TrimPrefix(emu.URL, "http://"), emu.URL)
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -141,10 +182,49 @@ func seedDemo(ctx context.Context, dbURL string) error {
 	return nil
 }
 
-// demoSummary prints status counts every so often.
+// demoSettingsLine is the demo's effective settings, wrapped, noting where
+// the demo's default differs from syncd run's.
+func demoSettingsLine(c *runConfig) string {
+	runDef := map[string]string{}
+	for _, st := range demoSettings {
+		runDef[st.flag] = st.runDef
+	}
+	var parts []string
+	for _, st := range c.settings() {
+		switch st.Flag {
+		case "database-url", "auth0-domain", "auth0-client-id", "auth0-client-secret", "metrics-addr":
+			continue // shown above
+		}
+		part := "--" + st.Flag + "=" + st.Value
+		if d := runDef[st.Flag]; d != "" && d != st.Value {
+			part += " (syncd run's default: " + d + ")"
+		}
+		parts = append(parts, part)
+	}
+	var b strings.Builder
+	width := 0
+	for i, p := range parts {
+		if i > 0 {
+			if width+2+len(p) > 100 {
+				b.WriteString("\n            ")
+				width = 0
+			} else {
+				b.WriteString("  ")
+				width += 2
+			}
+		}
+		b.WriteString(p)
+		width += len(p)
+	}
+	return b.String()
+}
+
+// demoSummary looks at the status counts every so often and prints them
+// when they changed since the last line.
 func demoSummary(ctx context.Context, e *env, dbURL string, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var summary demoSummarizer
 	for {
 		select {
 		case <-ctx.Done():
@@ -160,15 +240,46 @@ func demoSummary(ctx context.Context, e *env, dbURL string, every time.Duration)
 		if err != nil {
 			continue
 		}
-		var parts []string
-		for _, s := range []string{reconcile.StatusSynced, reconcile.StatusPending, reconcile.StatusSyncing, reconcile.StatusRetrying,
-			reconcile.StatusFailed, reconcile.StatusConflict, reconcile.StatusDeprovisioned} {
-			if n := rep.Counts[s]; n > 0 {
-				parts = append(parts, fmt.Sprintf("%s %d", s, n))
-			}
+		if line, changed := summary.next(rep); changed {
+			fmt.Fprintf(e.stdout, "── %s  employees: %s\n", time.Now().Format(time.TimeOnly), line)
 		}
-		fmt.Fprintf(e.stdout, "── %s  employees: %s\n", time.Now().Format(time.TimeOnly), strings.Join(parts, ", "))
 	}
+}
+
+// demoSummarizer remembers the last summary line printed.
+type demoSummarizer struct{ last string }
+
+// next returns rep's summary line and whether it differs from the last one.
+func (s *demoSummarizer) next(rep *reconcile.StatusReport) (string, bool) {
+	line := summaryLine(rep)
+	if line == s.last {
+		return line, false
+	}
+	s.last = line
+	return line, true
+}
+
+// summaryLine is the non-zero status counts of rep, and what the guard holds.
+func summaryLine(rep *reconcile.StatusReport) string {
+	var parts []string
+	for _, s := range reconcile.Statuses {
+		if n := rep.Counts[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	held := 0
+	for _, d := range rep.Deprovisions {
+		if d.State == reconcile.Held {
+			held++
+		}
+	}
+	if held > 0 {
+		parts = append(parts, fmt.Sprintf("deprovisions held %d (syncd guard list)", held))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // freeOr returns addr if it can be listened on, else the same host on a free port.

@@ -116,7 +116,7 @@ func cmdEmulator(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := firstErr(c.validate(), log.validate()); err != nil {
+	if err := e.check(fs, c.validate(), log.validate()); err != nil {
 		return err
 	}
 	opts := emulator.Options{

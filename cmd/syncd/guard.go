@@ -44,7 +44,7 @@ func cmdGuard(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := db.validate(); err != nil {
+	if err := e.check(fs, db.validate()); err != nil {
 		return err
 	}
 	if action == "release" && strings.TrimSpace(by) == "" {

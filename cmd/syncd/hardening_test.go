@@ -82,8 +82,9 @@ func TestReadyzDoesNotHammerTheTokenEndpoint(t *testing.T) {
 	x := newE2E(t, emulator.Options{})
 	d := x.start("notify", "wrong-secret", "--resync-interval", "1h")
 	defer d.stop(t)
-	// The start-up scan's own token request is done first: only /readyz asks now.
-	require.True(t, assertEventually(func() bool { return strings.Contains(x.logs.String(), "drift scan failed") }, 60*time.Second))
+	// The start check's own token request is done first (its refusal opens
+	// the breaker, so no scan asks): only /readyz and the probe ask now.
+	require.True(t, assertEventually(func() bool { return strings.Contains(x.logs.String(), "breaker open: Auth0 refused") }, 60*time.Second))
 
 	before := x.emu.Emulator.CallCount(emulator.EndpointToken)
 	start := time.Now()

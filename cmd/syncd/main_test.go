@@ -37,11 +37,11 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no command", nil, nil, "syncd: no command given"},
 		{"unknown command", nil, []string{"frobnicate"}, `syncd: unknown command "frobnicate"`},
-		{"missing DATABASE_URL", nil, []string{"migrate"}, "syncd: DATABASE_URL: is required"},
+		{"missing DATABASE_URL", nil, []string{"migrate"}, "syncd: DATABASE_URL (--database-url): is required"},
 		{"malformed DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://u:hunter2@%zz"}, []string{"migrate"}, "syncd: DATABASE_URL: not a valid PostgreSQL connection string"},
 		{"bad LOG_FORMAT", map[string]string{"DATABASE_URL": okDB, "LOG_FORMAT": "xml"}, []string{"migrate"}, `syncd: LOG_FORMAT: must be text or json, got "xml"`},
 		{"bad LOG_LEVEL", map[string]string{"DATABASE_URL": okDB, "LOG_LEVEL": "loud"}, []string{"migrate"}, `syncd: LOG_LEVEL: must be debug, info, warn or error, got "loud"`},
-		{"unknown flag", nil, []string{"migrate", "--frob"}, "syncd: flag provided but not defined: -frob"},
+		{"unknown flag", nil, []string{"migrate", "--frob"}, "syncd: unknown flag --frob; `syncd migrate -h` lists the flags"},
 		{"stray argument", map[string]string{"DATABASE_URL": okDB}, []string{"migrate", "extra"}, `syncd: syncd migrate: unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
@@ -149,12 +149,12 @@ func TestRunConfigErrors(t *testing.T) {
 	}{
 		{map[string]string{"SYNCD_SOURCE": "kafka"}, nil, `SYNCD_SOURCE: must be notify or replication, got "kafka"`},
 		{map[string]string{"SYNCD_WORKERS": "many"}, nil, `SYNCD_WORKERS: must be a whole number, got "many"`},
-		{nil, []string{"--workers", "0"}, "SYNCD_WORKERS: must be 1..256, got 0"},
+		{nil, []string{"--workers", "0"}, "--workers: must be 1..256, got 0"},
 		{map[string]string{"SYNCD_RESYNC_INTERVAL": "often"}, nil, `SYNCD_RESYNC_INTERVAL: must be a duration like 30s or 15m, got "often"`},
-		{nil, []string{"--resync-interval", "10ms"}, "SYNCD_RESYNC_INTERVAL: must be at least 1s"},
-		{nil, []string{"--poll-interval", "1ms"}, "SYNCD_POLL_INTERVAL: must be at least 10ms"},
-		{nil, []string{"--reconcile-timeout", "10ms"}, "SYNCD_RECONCILE_TIMEOUT: must be at least 1s"},
-		{nil, []string{"--shutdown-timeout", "0s"}, "SYNCD_SHUTDOWN_TIMEOUT: must be positive"},
+		{nil, []string{"--resync-interval", "10ms"}, "--resync-interval: must be at least 1s"},
+		{nil, []string{"--poll-interval", "1ms"}, "--poll-interval: must be at least 10ms"},
+		{nil, []string{"--reconcile-timeout", "10ms"}, "--reconcile-timeout: must be at least 1s"},
+		{nil, []string{"--shutdown-timeout", "0s"}, "--shutdown-timeout: must be positive"},
 		{map[string]string{"SYNCD_MIGRATE": "perhaps"}, nil, `SYNCD_MIGRATE: must be true or false, got "perhaps"`},
 		{map[string]string{"SYNCD_MAX_DEPROVISION": "lots"}, nil, `SYNCD_MAX_DEPROVISION: must be a count ≥ 1 or a percentage like 10%, got "lots"`},
 		{map[string]string{"SYNCD_ROLES": "associate"}, nil, `SYNCD_ROLES: "associate": want role_code=Auth0 role name`},
@@ -163,9 +163,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{map[string]string{"SYNCD_USERNAME": "full"}, nil, `SYNCD_USERNAME: must be off or local-part, got "full"`},
 		{map[string]string{"SYNCD_TIMEZONE": "Mars/Base"}, nil, `SYNCD_TIMEZONE: "Mars/Base" is not an IANA time zone`},
 		{map[string]string{"AUTH0_RATE": "fast"}, nil, `AUTH0_RATE: must be a number, got "fast"`},
-		{nil, []string{"--auth0-rate", "-1"}, "AUTH0_RATE: must not be negative"},
+		{nil, []string{"--auth0-rate", "-1"}, "--auth0-rate: must not be negative"},
 		{map[string]string{"METRICS_ADDR": "9464"}, nil, `METRICS_ADDR: must be host:port, got "9464"`},
-		{map[string]string{"AUTH0_CLIENT_SECRET": ""}, nil, "AUTH0_CLIENT_SECRET: is required"},
+		{map[string]string{"AUTH0_CLIENT_SECRET": ""}, nil, "AUTH0_CLIENT_SECRET (--auth0-client-secret): is required"},
 		{map[string]string{"AUTH0_DOMAIN": "http://tenant.auth0.com"}, nil, "AUTH0_DOMAIN: http:// is allowed only for a loopback host"},
 	}
 	for _, tt := range tests {

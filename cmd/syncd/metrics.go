@@ -74,7 +74,7 @@ func newMetrics() *metrics {
 	m.breakerOpen = prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_breaker_open",
 		Help: "1 while the job-level breaker holds the reconcile loop because most Auth0 calls fail."})
 	m.breakerTrips = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncd_breaker_trips_total",
-		Help: "Times the breaker opened, by cause (credentials, unreachable, server)."}, []string{"cause"})
+		Help: "Times the breaker opened (or its configuration fault changed), by cause (credentials, unreachable, server, configuration)."}, []string{"cause"})
 	m.guardTripped = prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_deprovision_guard_tripped",
 		Help: "1 while the mass-deprovision guard holds deprovisions (until released with syncd guard release, or the rows no longer ask)."})
 	m.deprovisionsHeld = prometheus.NewCounter(prometheus.CounterOpts{Name: "syncd_deprovisions_held_total",
@@ -200,8 +200,8 @@ func (m *metrics) scanned(res *reconcile.ScanResult, err error, d time.Duration)
 			m.driftFound.WithLabelValues(string(k)).Inc()
 		}
 	}
-	if len(res.Orphans) > 0 {
-		m.driftFound.WithLabelValues(string(reconcile.DriftOrphan)).Add(float64(len(res.Orphans)))
+	if n := res.ActionableOrphans(); n > 0 {
+		m.driftFound.WithLabelValues(string(reconcile.DriftOrphan)).Add(float64(n))
 	}
 	m.orphans.Set(float64(len(res.Orphans)))
 }
@@ -242,6 +242,11 @@ func (o observer) TokenRefresh(err error) {
 	var ae *auth0.APIError
 	if errors.As(err, &ae) {
 		status = ae.StatusCode
+	}
+	if msg, ok := credentialProblem(err); ok {
+		// One refusal proves it: say it, leading with the cause.
+		o.b.Trip(breaker.CauseCredentials, msg)
+		return
 	}
 	o.b.Record(breaker.CauseOfTokenFailure(status))
 }

@@ -22,7 +22,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := firstErr(db.validate(), log.validate()); err != nil {
+	if err := e.check(fs, db.validate(), log.validate()); err != nil {
 		return err
 	}
 	logger := log.logger(e.stderr)

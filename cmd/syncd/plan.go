@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,7 +16,7 @@ import (
 )
 
 func init() {
-	register("plan", "show the drift a scan would fix, without fixing it (makes no write call)", cmdPlan)
+	register("plan", "show the drift a scan would fix, without fixing it (makes no write call); --detailed-exitcode: 2 when there is drift", cmdPlan)
 }
 
 // planEntry is one line of `syncd plan`.
@@ -26,14 +28,49 @@ type planEntry struct {
 	Note       string                `json:"note,omitempty"`
 }
 
+// planOutput is `syncd plan --json`.
+type planOutput struct {
+	Scan *reconcile.ScanResult `json:"scan"`
+	Plan []planEntry           `json:"plan"`
+	// Changes: applying the plan would change Auth0 (the exit status of
+	// --detailed-exitcode is then 2).
+	Changes bool `json:"changes"`
+	// Apply is the command that applies the plan's row changes now; ""
+	// when there are none.
+	Apply string `json:"apply"`
+	// Held lists the deprovisions the guard holds or lets settle.
+	Held []reconcile.HeldDeprovision `json:"deprovisions_waiting"`
+}
+
 func cmdPlan(ctx context.Context, e *env, args []string) error {
+	// With --detailed-exitcode, 2 means drift: every error, a mistyped
+	// flag included, is then 1 (Terraform's convention). The flag is looked
+	// for before parsing, so that it holds for a mistake in the parse too.
+	detailed := slices.ContainsFunc(args, func(a string) bool {
+		return a == "-detailed-exitcode" || a == "--detailed-exitcode" || a == "-detailed-exitcode=true" || a == "--detailed-exitcode=true"
+	})
+	err := plan(ctx, e, args)
+	if detailed && err != nil && isUsage(err) && !errors.Is(err, errDrift) {
+		for _, leaf := range leaves(err) {
+			fmt.Fprintf(e.stderr, "syncd: %s\n", leaf)
+		}
+		return &exitStatus{code: exitError}
+	}
+	return err
+}
+
+// errDrift is plan's result with --detailed-exitcode when there is drift.
+var errDrift = &exitStatus{code: exitChanges}
+
+func plan(ctx context.Context, e *env, args []string) error {
 	var (
-		db      dbConfig
-		a0      auth0Config
-		client  clientConfig
-		mapping mappingConfig
-		log     logConfig
-		asJSON  bool
+		db       dbConfig
+		a0       auth0Config
+		client   clientConfig
+		mapping  mappingConfig
+		log      logConfig
+		asJSON   bool
+		detailed bool
 
 		scanTimeout time.Duration
 	)
@@ -44,11 +81,12 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	mapping.register(fs, e)
 	log.register(fs, e)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.BoolVar(&detailed, "detailed-exitcode", false, "exit status 0: no drift, 2: drift to fix, 1: an error (as terraform plan -detailed-exitcode)")
 	scanTimeoutOK := registerScanTimeout(fs, e, &scanTimeout)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := firstErr(scanTimeoutOK(), validateScanTimeout(scanTimeout), db.validate(), a0.validate(), client.validate(), mapping.validate(), log.validate()); err != nil {
+	if err := e.check(fs, scanTimeoutOK(), validateScanTimeout(scanTimeout), db.validate(), a0.validate(), client.validate(), mapping.validate(), log.validate()); err != nil {
 		return err
 	}
 	logger := log.logger(e.stderr)
@@ -62,7 +100,10 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	rcfg := mapping.cfg
-	rcfg.Logger = logger
+	rcfg.Logger, rcfg.Settings = logger, settingNames
+	if err := api.Token(ctx); err != nil {
+		return leadWithCause(err, rcfg)
+	}
 	rec, err := reconcile.New(pool, api, rcfg)
 	if err != nil {
 		return err
@@ -74,47 +115,145 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		if ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("drift scan timed out after %s (SYNCD_SCAN_TIMEOUT): %w", scanTimeout, err)
 		}
-		return err
+		return leadWithCause(err, rec.Config())
 	}
-	var entries []planEntry
+	out := planOutput{Scan: res, Plan: []planEntry{}, Changes: res.HasDrift()}
+	var resync []int64
 	for _, d := range res.Drifted {
 		p, _, err := rec.PlanFor(ctx, d.EmployeeID)
-		ent := planEntry{EmployeeID: d.EmployeeID, UserID: d.UserID, Drift: d.Kinds, Actions: p}
+		ent := planEntry{EmployeeID: d.EmployeeID, UserID: d.UserID, Drift: d.Kinds, Actions: cmpPlan(p)}
 		if err != nil {
 			ent.Note = err.Error()
 		}
-		entries = append(entries, ent)
+		out.Plan = append(out.Plan, ent)
+		resync = append(resync, d.EmployeeID)
 	}
 	for _, o := range res.Orphans {
-		entries = append(entries, planEntry{EmployeeID: o.EmployeeID, UserID: o.UserID, Drift: []reconcile.DriftKind{reconcile.DriftOrphan},
-			Actions: rec.OrphanPlan(o), Note: o.Reason})
+		note := o.Reason
+		if o.Blocked {
+			note += "; blocked already: nothing to do"
+		}
+		out.Plan = append(out.Plan, planEntry{EmployeeID: o.EmployeeID, UserID: o.UserID, Drift: []reconcile.DriftKind{reconcile.DriftOrphan},
+			Actions: cmpPlan(rec.OrphanPlan(o)), Note: note})
+	}
+	if len(resync) > 0 {
+		out.Apply = "syncd resync --employee " + joinIDs(resync, ",", 0)
+	}
+	if out.Held, err = reconcile.Waiting(ctx, pool); err != nil {
+		return err
+	}
+	if out.Held == nil {
+		out.Held = []reconcile.HeldDeprovision{}
 	}
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"scan": res, "plan": entries})
-	}
-	fmt.Fprintf(e.stdout, "Compared %d of %d employees with %d managed Auth0 accounts in %s.\n", res.Compared, res.Employees, res.ManagedUsers, formatDuration(res.Took))
-	if len(entries) == 0 {
-		fmt.Fprintln(e.stdout, "No drift: Auth0 matches the employees table.")
-		return nil
-	}
-	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "EMPLOYEE\tAUTH0 USER\tDRIFT\tPLANNED ACTIONS")
-	for _, ent := range entries {
-		emp := "-"
-		if ent.EmployeeID != 0 {
-			emp = fmt.Sprint(ent.EmployeeID)
+		if err := enc.Encode(out); err != nil {
+			return err
 		}
-		actions := ent.Actions.String()
-		if ent.Note != "" {
-			actions += " (" + ent.Note + ")"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%s\n", emp, ent.UserID, ent.Drift, actions)
+	} else {
+		printPlan(e, &out, mapping.Deprovision)
 	}
-	w.Flush()
-	if n := res.Deprovisions(); n > 0 {
-		fmt.Fprintf(e.stdout, "\n%d of these would block or delete an account (subject to --max-deprovision).\n", n)
+	if detailed && out.Changes {
+		return errDrift
 	}
 	return nil
+}
+
+// maxApplyIDs is the most ids the text output puts on its resync line; the
+// JSON's apply has them all.
+const maxApplyIDs = 50
+
+// cmpPlan makes an empty plan [] in JSON.
+func cmpPlan(p reconcile.Plan) reconcile.Plan {
+	if p == nil {
+		return reconcile.Plan{}
+	}
+	return p
+}
+
+func printPlan(e *env, out *planOutput, deprovision string) {
+	res := out.Scan
+	fmt.Fprintf(e.stdout, "Compared %d of %d employees with %d managed Auth0 accounts in %s.\n", res.Compared, res.Employees, res.ManagedUsers, formatDuration(res.Took))
+	if len(res.NotCompared) > 0 {
+		fmt.Fprintf(e.stdout, "Not compared (%d):\n", res.Employees-res.Compared)
+		for _, g := range res.NotCompared {
+			fmt.Fprintf(e.stdout, "  %s %s: %s\n", plural(g.Count, "row", "rows"), idsPhrase(g.EmployeeIDs), g.Reason)
+		}
+	}
+	if res.Deprovisioned > 0 {
+		fmt.Fprintf(e.stdout, "%s of deleted rows deprovisioned by syncd (blocked): at rest, not drift.\n", plural(res.Deprovisioned, "account", "accounts"))
+	}
+	if len(out.Plan) == 0 {
+		fmt.Fprintln(e.stdout, "No drift: Auth0 matches the employees table.")
+	} else {
+		fmt.Fprintln(e.stdout)
+		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "EMPLOYEE\tAUTH0 USER\tDRIFT\tPLANNED ACTIONS")
+		for _, ent := range out.Plan {
+			emp := "-"
+			if ent.EmployeeID != 0 {
+				emp = fmt.Sprint(ent.EmployeeID)
+			}
+			actions := ent.Actions.String()
+			if len(ent.Actions) == 0 {
+				actions = "none"
+			}
+			if ent.Note != "" {
+				actions += " (" + ent.Note + ")"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%v\t%s\n", emp, ent.UserID, ent.Drift, actions)
+		}
+		w.Flush()
+		if n := res.Deprovisions(); n > 0 {
+			fmt.Fprintf(e.stdout, "\n%d of these would %s an account (subject to --max-deprovision).\n", n, deprovision)
+		}
+		fmt.Fprintln(e.stdout)
+		switch n := len(res.Drifted); {
+		case n > maxApplyIDs:
+			fmt.Fprintf(e.stdout, "To apply it now (a running syncd does; its next drift scan would too), for the %d drifted rows:\n"+
+				"  syncd plan --json | jq -r .apply | sh     (or syncd resync --all, which redoes every row)\n", n)
+		case out.Apply != "":
+			fmt.Fprintf(e.stdout, "To apply it now (a running syncd does; its next drift scan would too):\n  %s\n", out.Apply)
+		}
+		if n := res.ActionableOrphans(); n > 0 {
+			fmt.Fprintf(e.stdout, "%s: a running syncd's next drift scan %ss them, under the mass-deprovision guard.\n", plural(n, "orphan account", "orphan accounts"), deprovision)
+		}
+	}
+	if len(out.Held) > 0 {
+		printWaiting(e, out.Held, false)
+	}
+}
+
+// plural says "1 row" or "3 rows".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// idsPhrase is "(employee 4)" or "(employees 3, 6, … 8 more)".
+func idsPhrase(ids []int64) string {
+	if len(ids) == 1 {
+		return fmt.Sprintf("(employee %d)", ids[0])
+	}
+	return "(employees " + joinIDs(ids, ", ", 10) + ")"
+}
+
+// joinIDs joins ids with sep, at most limit of them (0: all) and then
+// "… N more".
+func joinIDs(ids []int64, sep string, limit int) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if limit > 0 && i == limit {
+			fmt.Fprintf(&b, " … %d more", len(ids)-limit)
+			break
+		}
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		fmt.Fprint(&b, id)
+	}
+	return b.String()
 }

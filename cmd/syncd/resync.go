@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,24 +45,44 @@ func cmdResync(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := db.validate(); err != nil {
+	if err := e.check(fs, db.validate()); err != nil {
 		return err
 	}
 	if all == (len(ids) > 0) {
 		return usagef("resync: give --employee ID or --all (not both)")
 	}
+	for _, id := range ids {
+		if id < 1 {
+			return usagef("--employee: employee ids are 1 or more, got %d", id)
+		}
+	}
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	conn, err := pgx.Connect(ctx, db.URL)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	n, err := reconcile.Requeue(ctx, conn, ids, all)
-	if err != nil {
-		return err
+	var missing []int64
+	if !all {
+		// The ids that have no row are named first: a typo must not
+		// scroll away behind what was done.
+		if missing, err = reconcile.MissingEmployees(ctx, conn, ids); err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			fmt.Fprintf(e.stderr, "syncd: no employee row has id %s: not marked\n", joinIDs(missing, ", ", 0))
+			ids = slices.DeleteFunc(ids, func(id int64) bool { return slices.Contains(missing, id) })
+		}
 	}
-	fmt.Fprintf(e.stdout, "marked %d employees pending; the running daemon reconciles them (reading Auth0 first)\n", n)
-	if !all && n < int64(len(ids)) {
-		return fmt.Errorf("%d of the %d employee ids given have no row", int64(len(ids))-n, len(ids))
+	if all || len(ids) > 0 {
+		n, err := reconcile.Requeue(ctx, conn, ids, all)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "marked %s pending; the running daemon reconciles them (reading Auth0 first)\n", plural(int(n), "employee", "employees"))
+	}
+	if len(missing) > 0 {
+		return &exitStatus{code: exitError} // said above
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/internal/breaker"
 	"github.com/syncd/syncd/outbox"
 	"github.com/syncd/syncd/reconcile"
@@ -77,52 +77,49 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
+	// Every problem at once, each naming its setting as it was given.
+	errs := []error{c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate()}
 	for _, check := range c.checks {
-		if err := check(); err != nil {
-			return nil, err
-		}
+		errs = append(errs, check())
 	}
-	if err := firstErr(c.db.validate(), c.auth0.validate(), c.client.validate(), c.mapping.validate(), c.log.validate()); err != nil {
-		return nil, err
-	}
+	bad := func(err error) { errs = append(errs, err) }
 	switch c.Source {
 	case "notify", "replication":
 	default:
-		return nil, usagef("SYNCD_SOURCE: must be notify or replication, got %q", c.Source)
+		bad(settingf("SYNCD_SOURCE", "must be notify or replication, got %q", c.Source))
 	}
 	if err := validateReplication(c); err != nil {
 		return nil, err
 	}
 	if c.Workers < 1 || c.Workers > 256 {
-		return nil, usagef("SYNCD_WORKERS: must be 1..256, got %d", c.Workers)
+		bad(settingf("SYNCD_WORKERS", "must be 1..256, got %d", c.Workers))
 	}
 	if c.ResyncInterval < time.Second {
-		return nil, usagef("SYNCD_RESYNC_INTERVAL: must be at least 1s, got %s", c.ResyncInterval)
+		bad(settingf("SYNCD_RESYNC_INTERVAL", "must be at least 1s, got %s", c.ResyncInterval))
 	}
-	if err := validateScanTimeout(c.ScanTimeout); err != nil {
-		return nil, err
-	}
+	bad(validateScanTimeout(c.ScanTimeout))
 	if c.PollInterval < 10*time.Millisecond {
-		return nil, usagef("SYNCD_POLL_INTERVAL: must be at least 10ms, got %s", c.PollInterval)
+		bad(settingf("SYNCD_POLL_INTERVAL", "must be at least 10ms, got %s", c.PollInterval))
 	}
 	if c.ReconcileTimeout < time.Second {
-		return nil, usagef("SYNCD_RECONCILE_TIMEOUT: must be at least 1s, got %s", c.ReconcileTimeout)
+		bad(settingf("SYNCD_RECONCILE_TIMEOUT", "must be at least 1s, got %s", c.ReconcileTimeout))
 	}
 	if c.OutboxLease < time.Second {
-		return nil, usagef("SYNCD_OUTBOX_LEASE: must be at least 1s, got %s", c.OutboxLease)
+		bad(settingf("SYNCD_OUTBOX_LEASE", "must be at least 1s, got %s", c.OutboxLease))
 	}
 	if c.DeprovisionSettle < 100*time.Millisecond || c.DeprovisionSettle > 10*time.Minute {
-		return nil, usagef("SYNCD_DEPROVISION_SETTLE: must be 100ms..10m, got %s", c.DeprovisionSettle)
+		bad(settingf("SYNCD_DEPROVISION_SETTLE", "must be 100ms..10m, got %s", c.DeprovisionSettle))
 	}
 	if c.ShutdownTimeout <= 0 {
-		return nil, usagef("SYNCD_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout)
+		bad(settingf("SYNCD_SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout))
 	}
 	limit, err := reconcile.ParseLimit(c.MaxDeprovision)
 	if err != nil {
-		return nil, usagef("SYNCD_MAX_DEPROVISION: %v", err)
+		bad(settingf("SYNCD_MAX_DEPROVISION", "%v", err))
 	}
 	c.maxDeprovision = limit
-	if err := validateListenAddr("METRICS_ADDR", c.MetricsAddr); err != nil {
+	bad(validateListenAddr("METRICS_ADDR", c.MetricsAddr))
+	if err := e.check(fs, errs...); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -134,6 +131,13 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	logger := c.log.logger(e.stderr)
+	logger.InfoContext(ctx, "syncd starting", c.settingsAttr())
+	if err := waitForDatabase(ctx, c.db.URL, c.MetricsAddr, logger); err != nil {
+		if errors.Is(err, errStopped) {
+			return nil
+		}
+		return err
+	}
 	d, cleanup, err := newDaemon(ctx, c, logger)
 	if err != nil {
 		return err
@@ -180,27 +184,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	m := newMetrics()
 	d := &daemon{log: logger, pool: pool, metrics: m, metricsAddr: c.MetricsAddr, shutdownWait: c.ShutdownTimeout,
 		scanEvery: c.ResyncInterval, scanTimeout: c.ScanTimeout}
-	var api *auth0.Client
-	d.breaker = breaker.New(breaker.Config{
-		Probe: func(ctx context.Context) error {
-			if err := api.Token(ctx); err != nil {
-				return err
-			}
-			_, err := api.ListRoles(ctx, "")
-			return err
-		},
-		OnChange: func(open bool, cause breaker.Cause) {
-			if open {
-				m.breakerOpen.Set(1)
-				m.breakerTrips.WithLabelValues(cause.Label()).Inc()
-				logger.Error("breaker open: most Auth0 calls fail; reconciles wait and syncd probes until the cause clears", "cause", string(cause))
-			} else {
-				m.breakerOpen.Set(0)
-				logger.Info("breaker closed: Auth0 answers again; reconciles resume")
-			}
-		},
-	})
-	api, err = newAuth0Client(&c.auth0, &c.client, observer{m: m, b: d.breaker}, logger)
+	d.faults = faultState{owner: newOwnerID(), wake: make(chan struct{}, 1)}
+	d.replication, d.replURL, d.slotName = c.Source == "replication", c.db.URL, c.SlotName
+	d.breaker = breaker.New(breaker.Config{Probe: d.probe, OnChange: d.onBreaker})
+	api, err := newAuth0Client(&c.auth0, &c.client, observer{m: m, b: d.breaker}, logger)
 	if err != nil {
 		pool.Close()
 		return nil, nil, err
@@ -220,7 +207,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		Help: "Deprovisions (block or delete) the mass-deprovision guard holds now, in every replica's view of the database."},
 		func() float64 { return float64(d.guard.HeldCount()) }))
 	rcfg := c.mapping.cfg
-	rcfg.Guard, rcfg.Logger, rcfg.Timeout = d.guard, logger, c.ReconcileTimeout
+	rcfg.Guard, rcfg.Logger, rcfg.Timeout, rcfg.Settings = d.guard, logger, c.ReconcileTimeout, settingNames
 	d.rec, err = reconcile.New(pool, api, rcfg)
 	if err != nil {
 		pool.Close()
@@ -230,6 +217,9 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 		Skip: func() bool { open, _ := d.breaker.State(); return open },
 		OnScan: func(res *reconcile.ScanResult, err error, took time.Duration) {
 			m.scanned(res, err, took)
+			if ce := d.rec.Config().ConfigFault(err); ce != nil {
+				d.holdForConfig([]*reconcile.ConfigError{ce}, 0)
+			}
 			if err != nil {
 				msg := err.Error()
 				d.lastScanErr.Store(&msg)
@@ -265,7 +255,7 @@ func validateListenAddr(envName, addr string) error {
 		return nil
 	}
 	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-		return usagef("%s: must be host:port, got %q", envName, addr)
+		return settingf(envName, "must be host:port, got %q", addr)
 	}
 	return nil
 }

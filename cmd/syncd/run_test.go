@@ -342,7 +342,7 @@ func TestPlanAndResync(t *testing.T) {
 	// resync: marks it pending; the daemon (started again) heals it.
 	out.Reset()
 	require.NoError(t, run(x.ctx, []string{"resync", "--employee", fmt.Sprint(id)}, func(k string) string { return environ[k] }, &out, x.logs))
-	require.Contains(t, out.String(), "marked 1 employees pending")
+	require.Contains(t, out.String(), "marked 1 employee pending")
 	st, _, _ := x.status(id)
 	require.Equal(t, "pending", st)
 	d = x.start("notify", emulator.DefaultClientSecret, "--resync-interval", "1h")

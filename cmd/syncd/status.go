@@ -29,14 +29,14 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "status")
 	db.register(fs, e)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	fs.IntVar(&limit, "limit", 10, "how many of the latest failures, conflicts and retries to list")
+	fs.IntVar(&limit, "limit", 10, "how many reasons (failures, conflicts and retries, identical ones grouped) to list")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if limit < 0 {
 		return usagef("--limit: must be 0 or more, got %d", limit)
 	}
-	if err := db.validate(); err != nil {
+	if err := e.check(fs, db.validate()); err != nil {
 		return err
 	}
 	conn, err := pgx.Connect(ctx, db.URL)
@@ -51,17 +51,50 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printStatus(e, rep)
 	}
-	printStatus(e, rep)
+	// Rows that wait for a person make the exit status 3, for scripts.
+	if rep.Counts[reconcile.StatusFailed]+rep.Counts[reconcile.StatusConflict] > 0 {
+		return &exitStatus{code: exitAttention}
+	}
 	return nil
 }
 
 func printStatus(e *env, rep *reconcile.StatusReport) {
+	failed, conflict, retrying := rep.Counts[reconcile.StatusFailed], rep.Counts[reconcile.StatusConflict], rep.Counts[reconcile.StatusRetrying]
+	held := 0
+	for _, d := range rep.Deprovisions {
+		if d.State == reconcile.Held {
+			held++
+		}
+	}
+	var needs []string
+	if len(rep.Holds) > 0 {
+		needs = append(needs, "all work is held for a configuration fault (below)")
+	}
+	if failed+conflict > 0 {
+		needs = append(needs, fmt.Sprintf("%d failed, %d conflict (exit status 3)", failed, conflict))
+	}
+	if held > 0 {
+		needs = append(needs, plural(held, "deprovision", "deprovisions")+" held by the mass-deprovision guard")
+	}
+	headline := "Nothing needs a person"
+	if len(needs) > 0 {
+		headline = "Needs a person: " + strings.Join(needs, "; ")
+	}
+	if retrying > 0 {
+		headline += fmt.Sprintf("; %d retrying by themselves", retrying)
+	}
+	fmt.Fprintf(e.stdout, "%s.\n\n", headline)
+	printHolds(e, rep.Holds)
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STATUS\tEMPLOYEES")
 	var total int64
-	for _, s := range []string{"synced", "pending", "syncing", "retrying", "failed", "conflict", "deprovisioned"} {
+	for _, s := range reconcile.Statuses {
 		fmt.Fprintf(w, "%s\t%d\n", s, rep.Counts[s])
 		total += rep.Counts[s]
 	}
@@ -82,22 +115,33 @@ func printStatus(e *env, rep *reconcile.StatusReport) {
 		fmt.Fprintf(e.stdout, "Replication slot %q: %s, lag %d bytes, wal_status %s\n", s.Name, state, s.LagBytes, s.WALState)
 	}
 	printWaiting(e, rep.Deprovisions, false)
-	if len(rep.Problems) == 0 {
+	if len(rep.Reasons) == 0 {
 		return
 	}
-	fmt.Fprintln(e.stdout, "\nLatest failures, conflicts and retries:")
+	fmt.Fprintln(e.stdout, "\nFailures, conflicts and retries by reason (identical reasons grouped, latest first):")
 	w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "EMPLOYEE\tSTATUS\tATTEMPTS\tSINCE\tREASON")
-	for _, p := range rep.Problems {
-		reason := strings.ReplaceAll(p.Error, "\n", " ")
-		if len(reason) > 160 {
-			reason = reason[:157] + "..."
+	fmt.Fprintln(w, "STATUS\tROWS\tEMPLOYEES\tLATEST\tREASON")
+	seen := map[string]bool{}
+	for _, g := range rep.Reasons {
+		// The reason is printed whole: its advice is at the end.
+		reason := strings.Join(strings.Fields(g.Error), " ")
+		emps := joinIDs(g.EmployeeIDs, ", ", 0)
+		if g.Count > int64(len(g.EmployeeIDs)) {
+			emps += fmt.Sprintf(" … %d more", g.Count-int64(len(g.EmployeeIDs)))
 		}
-		fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\n", p.EmployeeID, p.Status, p.Attempts, p.Since.Local().Format(time.DateTime), reason)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", g.Status, g.Count, emps, g.Latest.Local().Format(time.DateTime), reason)
+		seen[g.Status] = true
 	}
 	w.Flush()
-	fmt.Fprintln(e.stdout, "\nfailed: fix the row (the reason is Auth0's or syncd's word on the data); the change is picked up by itself.")
-	fmt.Fprintln(e.stdout, "conflict: the email belongs to another Auth0 account; resolve it by hand, then `syncd resync --employee ID`.")
+	if seen[reconcile.StatusFailed] {
+		fmt.Fprintln(e.stdout, "\nfailed: fix the row (the reason is Auth0's or syncd's word on the data); the change is picked up by itself.")
+	}
+	if seen[reconcile.StatusConflict] {
+		fmt.Fprintln(e.stdout, "conflict: the email belongs to another Auth0 account; resolve it by hand, then `syncd resync --employee ID`.")
+	}
+	if seen[reconcile.StatusRetrying] {
+		fmt.Fprintln(e.stdout, "retrying: transient; syncd tries again by itself (auth0_next_attempt_at).")
+	}
 }
 
 // printWaiting says what the mass-deprovision guard holds: a headline with

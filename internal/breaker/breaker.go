@@ -22,6 +22,10 @@ const (
 	CauseCredentials Cause = "auth0 rejects the credentials (401/403 or token refused)"
 	CauseUnreachable Cause = "auth0 is unreachable (no answer)"
 	CauseServer      Cause = "auth0 answers with server errors (5xx)"
+	// CauseConfiguration: syncd's settings or the tenant's setup are wrong
+	// (a connection or role that does not exist, a scope not granted). One
+	// such failure is enough (Trip): it is the same for every row.
+	CauseConfiguration Cause = "the configuration is wrong"
 )
 
 // Config tunes a Breaker.
@@ -37,8 +41,10 @@ type Config struct {
 	Cooldown, MaxCooldown time.Duration
 	// Probe checks whether the cause cleared (e.g. get a token and list roles).
 	Probe func(ctx context.Context) error
-	// OnChange is called when the breaker opens or closes.
-	OnChange func(open bool, cause Cause)
+	// OnChange is called when the breaker opens, closes, or is tripped for
+	// another cause or detail (Trip's; "" when the share of failures opened
+	// it). It is called under the breaker's lock: it must not call back.
+	OnChange func(open bool, cause Cause, detail string)
 }
 
 // Breaker is safe for concurrent use.
@@ -51,6 +57,7 @@ type Breaker struct {
 	filled  int
 	open    bool
 	cause   Cause
+	detail  string        // what Trip was told: the fault and its fix
 	closed  chan struct{} // closed while the breaker is closed
 	wake    chan struct{} // signals Run that it opened
 
@@ -66,7 +73,7 @@ func New(cfg Config) *Breaker {
 	cfg.Cooldown = cmp.Or(cfg.Cooldown, 5*time.Second)
 	cfg.MaxCooldown = cmp.Or(cfg.MaxCooldown, 30*time.Second)
 	if cfg.OnChange == nil {
-		cfg.OnChange = func(bool, Cause) {}
+		cfg.OnChange = func(bool, Cause, string) {}
 	}
 	closed := make(chan struct{})
 	close(closed)
@@ -104,13 +111,44 @@ func (b *Breaker) Record(c Cause) {
 			top = c
 		}
 	}
-	b.open, b.cause = true, top
+	b.open, b.cause, b.detail = true, top, ""
 	b.closed = make(chan struct{})
 	select {
 	case b.wake <- struct{}{}:
 	default:
 	}
-	b.cfg.OnChange(true, top)
+	b.cfg.OnChange(true, top, "")
+}
+
+// Trip opens the breaker at once for cause, with detail (the fault and its
+// fix, in words): for a failure that one occurrence proves, such as a wrong
+// setting. Tripping an open breaker with another cause or detail replaces
+// them (OnChange is told, as for an opening); with the same, it does
+// nothing.
+func (b *Breaker) Trip(c Cause, detail string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open && b.cause == c && b.detail == detail {
+		return
+	}
+	if !b.open {
+		b.open = true
+		b.closed = make(chan struct{})
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+	b.cause, b.detail = c, detail
+	b.cfg.OnChange(true, c, detail)
+}
+
+// Detail is what the last Trip said of the open breaker's cause, "" when it
+// is closed or opened by the share of failed calls.
+func (b *Breaker) Detail() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.detail
 }
 
 // State says whether the breaker is open, and why.
@@ -167,8 +205,8 @@ func (b *Breaker) close() {
 	if !b.open {
 		return
 	}
-	b.open, b.cause = false, CauseNone
+	b.open, b.cause, b.detail = false, CauseNone, ""
 	b.filled, b.next = 0, 0
 	close(b.closed)
-	b.cfg.OnChange(false, CauseNone)
+	b.cfg.OnChange(false, CauseNone, "")
 }

@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,7 @@ func TestOpensOnMostlyFailuresAndRecovers(t *testing.T) {
 			}
 			return errors.New("still down")
 		},
-		OnChange: func(open bool, c Cause) {
+		OnChange: func(open bool, c Cause, _ string) {
 			mu.Lock()
 			defer mu.Unlock()
 			if open {
@@ -92,4 +93,48 @@ func TestNeedsMinCalls(t *testing.T) {
 	b.Record(CauseUnreachable)
 	open, _ = b.State()
 	require.True(t, open)
+}
+
+func TestTripOpensAtOnceAndProbeCloses(t *testing.T) {
+	t.Parallel()
+	var fixed atomic.Bool
+	var mu sync.Mutex
+	var changes []string
+	b := New(Config{Cooldown: time.Millisecond, MaxCooldown: 5 * time.Millisecond,
+		Probe: func(context.Context) error {
+			if fixed.Load() {
+				return nil
+			}
+			return errors.New("still wrong")
+		},
+		OnChange: func(open bool, c Cause, _ string) {
+			mu.Lock()
+			defer mu.Unlock()
+			changes = append(changes, fmt.Sprint(open, " ", c.Label()))
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { _ = b.Run(ctx); close(done) }()
+
+	b.Trip(CauseConfiguration, "the connection does not exist")
+	b.Trip(CauseConfiguration, "the connection does not exist") // the same: nothing new
+	open, cause := b.State()
+	require.True(t, open)
+	require.Equal(t, CauseConfiguration, cause)
+	require.Equal(t, "the connection does not exist", b.Detail())
+	b.Record(CauseNone) // ignored while open
+	open, _ = b.State()
+	require.True(t, open)
+	b.Trip(CauseConfiguration, "a role is missing") // another fault: said again
+	require.Equal(t, "a role is missing", b.Detail())
+
+	fixed.Store(true)
+	require.NoError(t, b.Wait(ctx))
+	require.Empty(t, b.Detail())
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"true configuration", "true configuration", "false none"}, changes)
 }

@@ -20,7 +20,7 @@ func TestCauseOfStatus(t *testing.T) {
 		{307, CauseNone, true},
 		{400, CauseNone, true},
 		{401, CauseCredentials, true},
-		{403, CauseCredentials, true},
+		{403, CauseNone, false},
 		{404, CauseNone, true},
 		{409, CauseNone, true},
 		{413, CauseNone, true},
@@ -57,7 +57,7 @@ func TestCauseOfTokenFailure(t *testing.T) {
 
 func TestCauseLabel(t *testing.T) {
 	t.Parallel()
-	for c, want := range map[Cause]string{CauseCredentials: "credentials", CauseUnreachable: "unreachable", CauseServer: "server",
+	for c, want := range map[Cause]string{CauseCredentials: "credentials", CauseUnreachable: "unreachable", CauseServer: "server", CauseConfiguration: "configuration",
 		CauseNone: "none", Cause("something new"): "other"} {
 		require.Equal(t, want, c.Label())
 	}
