@@ -140,7 +140,7 @@ func TestProbePausesGrow(t *testing.T) {
 			}
 			return nil
 		},
-		OnChange: func(open bool, _ Cause) {
+		OnChange: func(open bool, _ Cause, _ string) {
 			if !open {
 				closed <- struct{}{}
 			}
