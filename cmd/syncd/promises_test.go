@@ -206,7 +206,7 @@ func TestResyncStatusAndLinking(t *testing.T) {
 
 	// Problem list, newest first, at most --limit.
 	out, err := x.cli("status", "--limit", "1")
-	require.NoError(t, err)
+	require.Equal(t, 3, exitCode(err, io.Discard), "a conflict waits for a person: exit status 3")
 	require.Contains(t, out, "Pending work: none")
 	require.Regexp(t, fmt.Sprintf(`(?m)^%d\s+conflict\s+1\s+.*zoe@example.com belongs to Auth0 account %s`, zoe, regexp.QuoteMeta(hand.UserID)), out)
 

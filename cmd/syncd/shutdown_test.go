@@ -45,6 +45,7 @@ func TestShutdownTimesOut(t *testing.T) {
 	// Lock the row: the reconcile, cancelled by the drain, cannot write its outcome.
 	tx, err := x.pool.Begin(x.ctx)
 	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(x.ctx) }() // a failed assertion must not leave the lock held
 	_, err = tx.Exec(x.ctx, `SELECT 1 FROM employees WHERE id = $1 FOR UPDATE`, id)
 	require.NoError(t, err)
 
