@@ -208,7 +208,8 @@ func TestResyncStatusAndLinking(t *testing.T) {
 	out, err := x.cli("status", "--limit", "1")
 	require.Equal(t, 3, exitCode(err, io.Discard), "a conflict waits for a person: exit status 3")
 	require.Contains(t, out, "Pending work: none")
-	require.Regexp(t, fmt.Sprintf(`(?m)^%d\s+conflict\s+1\s+.*zoe@example.com belongs to Auth0 account %s`, zoe, regexp.QuoteMeta(hand.UserID)), out)
+	// Grouped by reason (issue 19): STATUS ROWS EMPLOYEES LATEST REASON.
+	require.Regexp(t, fmt.Sprintf(`(?m)^conflict\s+1\s+%d\s+.*zoe@example.com belongs to Auth0 account %s`, zoe, regexp.QuoteMeta(hand.UserID)), out)
 
 	// Drift on every account, then resync two of them by a list.
 	for _, id := range ids {
