@@ -113,11 +113,16 @@ func TestDiff(t *testing.T) {
 		}, nil, []string{`update app_metadata.department: "Heat Press" → "Shipping"`, `update user_metadata.department: "Heat Press" → "Shipping"`}},
 		{"email and name", func(d Desired) Desired { d.Email, d.Name = "new@example.com", "Ada L"; return d }, nil,
 			[]string{`update email: "ada@example.com" → "new@example.com"`, `update name: "Ada Lovelace" → "Ada L"`}},
-		{"stale managed key removed, foreign key kept", nil, func(o *Observed) *Observed {
-			o.State.App["connecteam_id"] = "ct-9"
+		{"stale managed key removed, foreign key kept", func(d Desired) Desired {
+			d.User = maps.Clone(d.User)
+			delete(d.User, "phone_number") // the row's phone_number became NULL
+			return d
+		}, func(o *Observed) *Observed {
+			o.State.App["billing_plan"] = "gold" // keys syncd does not own
+			o.State.User["nickname"] = "ada"
 			o.State.User["phone_number"] = "+1"
 			return o
-		}, []string{`update user_metadata.phone_number: "+1" → "+15550100"`}},
+		}, []string{`remove user_metadata.phone_number (was "+1")`}},
 		{"managed key to remove", func(d Desired) Desired {
 			d.App = maps.Clone(d.App)
 			delete(d.App, "connecteam_id")
@@ -220,6 +225,34 @@ func genState(t *rapid.T, label string) State {
 	}
 }
 
+// foreignKeys are metadata keys syncd does not own (set by people or other
+// tools); an observed account may carry any of them.
+var foreignKeys = []string{"billing_plan", "nickname", "employee", "timezone"}
+
+// withForeignKeys adds some keys syncd does not own to an observed state.
+func withForeignKeys(t *rapid.T, s State) State {
+	for _, k := range foreignKeys {
+		if rapid.Bool().Draw(t, "app foreign "+k) {
+			s.App[k] = "x"
+		}
+		if rapid.Bool().Draw(t, "user foreign "+k) {
+			s.User[k] = "y"
+		}
+	}
+	return s
+}
+
+// managedCount counts the managed keys of m.
+func managedCount(m map[string]any, keys []string) int {
+	n := 0
+	for k := range m {
+		if slices.Contains(keys, k) {
+			n++
+		}
+	}
+	return n
+}
+
 func TestDiffConvergesProperty(t *testing.T) {
 	t.Parallel()
 	roles := []string{"r1", "r2", "r3"}
@@ -229,8 +262,12 @@ func TestDiffConvergesProperty(t *testing.T) {
 		d.Delete = d.Blocked && rapid.Bool().Draw(t, "delete")
 		var o *Observed
 		if rapid.Bool().Draw(t, "exists") {
-			o = &Observed{UserID: "auth0|x", State: genState(t, "o"), Linked: rapid.Bool().Draw(t, "linked"),
+			o = &Observed{UserID: "auth0|x", State: withForeignKeys(t, genState(t, "o")), Linked: rapid.Bool().Draw(t, "linked"),
 				Roles: rapid.SliceOfDistinct(rapid.SampledFrom(roles), func(s string) string { return s }).Draw(t, "roles")}
+		}
+		var beforeApp, beforeUser map[string]any
+		if o != nil {
+			beforeApp, beforeUser = maps.Clone(o.State.App), maps.Clone(o.State.User)
 		}
 		p := Diff(d, o)
 		after := applyModel(d, o, p)
@@ -238,7 +275,15 @@ func TestDiffConvergesProperty(t *testing.T) {
 		if after != nil {
 			require.Equal(t, d.Email, after.State.Email)
 			require.Equal(t, d.Blocked, after.State.Blocked)
-			require.Equal(t, len(d.App), len(after.State.App))
+			require.Equal(t, len(d.App), managedCount(after.State.App, managedAppKeys))
+			require.Equal(t, len(d.User), managedCount(after.State.User, managedUserKeys))
+		}
+		if after != nil && o != nil {
+			// Keys syncd does not own are as they were.
+			for _, k := range foreignKeys {
+				require.Equal(t, beforeApp[k], after.State.App[k], "app_metadata.%s", k)
+				require.Equal(t, beforeUser[k], after.State.User[k], "user_metadata.%s", k)
+			}
 		}
 		// Only managed keys ever appear.
 		for _, a := range p {
@@ -258,8 +303,13 @@ func TestUsernameFor(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "ada.lovelace", usernameFor("Ada.Lovelace@example.com", 15))
 	require.Equal(t, "averyveryverylo", usernameFor("averyveryverylongname@example.com", 15))
-	require.Equal(t, "joe-smith", usernameFor("joe+smith@x.io", 15)[:3]+"-smith")
+	require.Equal(t, "joesmith", usernameFor("joe+smith@x.io", 15), "+ is not allowed")
+	require.Equal(t, "obrien_-2.x", usernameFor("O'Brien_-2.X!#@x.io", 15), "only letters, digits, _ . - are kept")
+	require.Equal(t, "jos", usernameFor("josé@x.io", 15), "letters outside ASCII are dropped")
+	require.Equal(t, "abc", usernameFor("abcdef@x.io", 3), "cut at max")
+	require.Equal(t, "nodomain", usernameFor("nodomain", 15))
 	require.Equal(t, "user", usernameFor("ü@x.io", 15))
+	require.Equal(t, "user", usernameFor("+++@x.io", 15))
 }
 
 func TestNewPassword(t *testing.T) {

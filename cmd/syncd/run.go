@@ -92,6 +92,9 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	default:
 		bad(settingf("SYNCD_SOURCE", "must be notify or replication, got %q", c.Source))
 	}
+	if err := validateReplication(c); err != nil {
+		return nil, err
+	}
 	if c.Workers < 1 || c.Workers > 256 {
 		bad(settingf("SYNCD_WORKERS", "must be 1..256, got %d", c.Workers))
 	}

@@ -455,6 +455,7 @@ func TestBreaker(t *testing.T) {
 	require.Zero(t, x.metric("syncd_reconciles_running"))
 	require.Equal(t, attempts, sumAttempts(), "no status flapping while the breaker is open")
 	require.Equal(t, 1, strings.Count(x.logs.String(), "breaker open"), "said once")
+	require.Equal(t, 1.0, x.metricValue(`syncd_breaker_trips_total{cause="credentials"}`), "one trip, by its cause")
 	d.stop(t)
 
 	// Fixed credentials: everything converges.
@@ -468,6 +469,8 @@ func TestBreaker(t *testing.T) {
 		code, _ := x.get("/readyz")
 		return code == 503
 	}, 30*time.Second))
+	require.True(t, assertEventually(func() bool { return x.metricValue(`syncd_breaker_trips_total{cause="server"}`) == 1 }, 30*time.Second),
+		"the breaker opens for the 5xx, counted by its cause")
 	x.emu.Emulator.SetFaults(emulator.Faults{})
 	require.True(t, assertEventually(func() bool {
 		code, _ := x.get("/readyz")

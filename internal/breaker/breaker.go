@@ -60,6 +60,9 @@ type Breaker struct {
 	detail  string        // what Trip was told: the fault and its fix
 	closed  chan struct{} // closed while the breaker is closed
 	wake    chan struct{} // signals Run that it opened
+
+	// after is the probe pause's timer (time.After; tests see the pauses).
+	after func(time.Duration) <-chan time.Time
 }
 
 // New returns a closed Breaker.
@@ -74,7 +77,7 @@ func New(cfg Config) *Breaker {
 	}
 	closed := make(chan struct{})
 	close(closed)
-	return &Breaker{cfg: cfg, results: make([]Cause, cfg.Window), closed: closed, wake: make(chan struct{}, 1)}
+	return &Breaker{cfg: cfg, results: make([]Cause, cfg.Window), closed: closed, wake: make(chan struct{}, 1), after: time.After}
 }
 
 // Record counts one call's result: CauseNone for a success (or a failure
@@ -179,12 +182,10 @@ func (b *Breaker) Run(ctx context.Context) error {
 		}
 		pause := b.cfg.Cooldown
 		for {
-			t := time.NewTimer(pause)
 			select {
 			case <-ctx.Done():
-				t.Stop()
 				return nil
-			case <-t.C:
+			case <-b.after(pause):
 			}
 			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := b.cfg.Probe(pctx)
