@@ -18,9 +18,9 @@ func TestConsoleConfig(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{map[string]string{"SYNCD_CONSOLE_ADDR": "0.0.0.0:9465"}, `SYNCD_CONSOLE_TOKEN: required when the console listens beyond loopback (SYNCD_CONSOLE_ADDR="0.0.0.0:9465")`},
-		{map[string]string{"SYNCD_CONSOLE_ADDR": ":9465"}, `SYNCD_CONSOLE_TOKEN: required when the console listens beyond loopback (SYNCD_CONSOLE_ADDR=":9465")`},
-		{map[string]string{"SYNCD_CONSOLE_ADDR": "10.1.2.3:9465"}, `SYNCD_CONSOLE_TOKEN: required when the console listens beyond loopback`},
+		{map[string]string{"SYNCD_CONSOLE_ADDR": "0.0.0.0:9465"}, `SYNCD_CONSOLE_TOKEN (--console-token): required when the console listens beyond loopback (SYNCD_CONSOLE_ADDR="0.0.0.0:9465")`},
+		{map[string]string{"SYNCD_CONSOLE_ADDR": ":9465"}, `SYNCD_CONSOLE_TOKEN (--console-token): required when the console listens beyond loopback (SYNCD_CONSOLE_ADDR=":9465")`},
+		{map[string]string{"SYNCD_CONSOLE_ADDR": "10.1.2.3:9465"}, `SYNCD_CONSOLE_TOKEN (--console-token): required when the console listens beyond loopback`},
 		{map[string]string{"SYNCD_CONSOLE_ADDR": "9465"}, `SYNCD_CONSOLE_ADDR: must be host:port, got "9465"`},
 		{map[string]string{"SYNCD_CONSOLE_TOKEN": "shorty-secret"}, `SYNCD_CONSOLE_TOKEN: must be at least 16 characters, got 13`},
 	} {

@@ -371,6 +371,11 @@ func TestMetricsAddrEmptyTurnsTheServerOff(t *testing.T) {
 	x.waitStatus(id, "synced")
 	require.Nil(t, dmn.listening.Load(), "no HTTP server listens")
 	require.Contains(t, logs.String(), `"msg":"syncd running","metrics_addr":""`)
+	// The console's address is the default (loopback) but no token is set:
+	// the console stays off, says so once, and no token is made up or logged.
+	require.Equal(t, 1, strings.Count(logs.String(), `"msg":"console off: SYNCD_CONSOLE_TOKEN is not set`), logs.String())
+	require.Contains(t, logs.String(), `"console_addr":""`)
+	require.NotContains(t, logs.String(), "console_token")
 	cancel()
 	require.NoError(t, <-done)
 }
