@@ -468,8 +468,8 @@ func TestBreaker(t *testing.T) {
 	require.True(t, assertEventually(func() bool {
 		code, _ := x.get("/readyz")
 		return code == 503
-	}, 30*time.Second))
-	require.True(t, assertEventually(func() bool { return x.metricValue(`syncd_breaker_trips_total{cause="server"}`) == 1 }, 30*time.Second),
+	}, 60*time.Second), "every call 503: the breaker opens (/readyz 503)")
+	require.True(t, assertEventually(func() bool { return x.metricValue(`syncd_breaker_trips_total{cause="server"}`) == 1 }, 60*time.Second),
 		"the breaker opens for the 5xx, counted by its cause")
 	x.emu.Emulator.SetFaults(emulator.Faults{})
 	require.True(t, assertEventually(func() bool {
