@@ -129,9 +129,14 @@ type ReplicationSource struct {
 	peak        int                // most outstanding+gated seen when handing keys out
 	room        chan struct{}      // signalled when an ack makes room
 	handed      map[int64]struct{} // rows handed to the queue and not yet acked
-	undeleted   []int64            // handled rows whose delete failed
-	drained     chan struct{}
-	interrupt   func() // wakes the stream loop's receive; nil when not receiving
+	// caught are the rows this session's catch-up scan handed out. The
+	// stream delivers those committed after the slot's start again; it
+	// skips them (and forgets each as it passes), so that an insert is not
+	// handled twice. Reset by each catch-up.
+	caught    map[int64]struct{}
+	undeleted []int64 // handled rows whose delete failed
+	drained   chan struct{}
+	interrupt func() // wakes the stream loop's receive; nil when not receiving
 }
 
 // NewReplicationSource returns a source that streams from the database of

@@ -39,8 +39,8 @@ func (s *ReplicationSource) session(ctx, runCtx context.Context, connCfg *pgconn
 	// (backpressure) for as long as the queue needs, and a connection that
 	// is not streaming yet owes the server no status updates. The slot keeps
 	// every transaction after its confirmed position meanwhile, so a row
-	// committed during the scan is streamed (a row both scanned and streamed
-	// is handled twice, which costs a little work and loses nothing).
+	// committed during the scan is streamed; a row both scanned and streamed
+	// is skipped by the stream (caughtUp), so an insert is handled once.
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
@@ -78,6 +78,9 @@ func (s *ReplicationSource) session(ctx, runCtx context.Context, connCfg *pgconn
 func (s *ReplicationSource) catchUp(ctx context.Context) error {
 	var after int64
 	total := 0
+	s.mu.Lock()
+	s.caught = make(map[int64]struct{})
+	s.mu.Unlock()
 	for {
 		if !s.waitRoom(ctx) {
 			return ctx.Err()
@@ -96,6 +99,9 @@ func (s *ReplicationSource) catchUp(ctx context.Context) error {
 		// Rows still in the queue from an earlier session need no second ack.
 		s.mu.Lock()
 		rows = slices.DeleteFunc(rows, func(r claimedRow) bool { _, ok := s.handed[r.ID]; return ok })
+		for _, r := range rows {
+			s.caught[r.ID] = struct{}{}
+		}
 		s.mu.Unlock()
 		keys, ids := byEmployee(rows)
 		s.hand(keys, ids)
@@ -107,6 +113,18 @@ func (s *ReplicationSource) catchUp(ctx context.Context) error {
 		s.log.InfoContext(ctx, "outbox rows found at stream start", keyRows, total)
 	}
 	return nil
+}
+
+// caughtUp reports whether this session's catch-up scan handed out the
+// outbox row id, forgetting it: the stream then skips the row.
+func (s *ReplicationSource) caughtUp(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.caught[id]; ok {
+		delete(s.caught, id)
+		return true
+	}
+	return false
 }
 
 // hand counts the acks about to be handed out and remembers their rows.

@@ -216,6 +216,9 @@ func (st *stream) handleLogical(ctx context.Context, walData []byte) error {
 		if err != nil {
 			return fmt.Errorf("decode auth0_outbox.employee_id: %w", err)
 		}
+		if st.src.caughtUp(id) {
+			return nil // the catch-up scan handed this row out already
+		}
 		if _, seen := st.txnRows[emp]; !seen {
 			st.txnKeys = append(st.txnKeys, emp)
 		}
