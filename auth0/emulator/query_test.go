@@ -2,6 +2,7 @@ package emulator_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -61,6 +62,9 @@ func TestQueryMatch(t *testing.T) {
 		{`app_metadata.employee_id:[40 TO 42}`, false},
 		{`app_metadata.employee_id:{41 TO *}`, true},
 		{`app_metadata.employee_id:[* TO 41]`, false},
+		// numeric, not string, order: "42" sorts before "5" and between "100" and "500"
+		{`app_metadata.employee_id:[5 TO 100]`, true},
+		{`app_metadata.employee_id:[100 TO 500]`, false},
 		{`name:[a TO k]`, true},
 		{`user_id:auth0\|0123456789abcdef01234567`, true},
 		{`app_metadata.department:Heat\ Press`, true},
@@ -119,4 +123,22 @@ func FuzzQuery(f *testing.F) {
 			t.Fatalf("%q and its canonical form %q match differently", s, canon)
 		}
 	})
+}
+
+// TestQueryNumericOrderWithJSONNumbers: the emulator keeps stored metadata as
+// json.Number (its decoder uses UseNumber); ranges compare those as numbers.
+func TestQueryNumericOrderWithJSONNumbers(t *testing.T) {
+	dec := json.NewDecoder(strings.NewReader(`{"app_metadata":{"employee_id":42}}`))
+	dec.UseNumber()
+	var doc map[string]any
+	require.NoError(t, dec.Decode(&doc))
+	for q, want := range map[string]bool{
+		`app_metadata.employee_id:[5 TO 100]`:   true,
+		`app_metadata.employee_id:[100 TO 500]`: false,
+		`app_metadata.employee_id:42`:           true,
+	} {
+		parsed, err := emulator.ParseQuery(q)
+		require.NoError(t, err)
+		require.Equal(t, want, parsed.Match(doc), q)
+	}
 }
