@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/internal/faultlog"
 )
 
 // Bulk creation (issue 13). A large backlog of employees that never had an
@@ -146,6 +147,8 @@ type Bulk struct {
 	api BulkAuth0
 	cfg BulkConfig
 	log *slog.Logger
+	// faults says a repeating failure of the loop once (faultlog).
+	faults *faultlog.Tracker
 
 	connID string
 	// slotsFull: Auth0 answered "active import users jobs" this tick; no
@@ -161,21 +164,25 @@ func NewBulk(r *Reconciler, api BulkAuth0, cfg BulkConfig) (*Bulk, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("bulk config: %w", err)
 	}
-	return &Bulk{r: r, api: api, cfg: cfg, log: cfg.Logger, nextPoll: map[int64]time.Time{}}, nil
+	return &Bulk{r: r, api: api, cfg: cfg, log: cfg.Logger, nextPoll: map[int64]time.Time{},
+		faults: faultlog.New(cfg.Logger, "bulk creation")}, nil
 }
 
 // Config returns the configuration in effect.
 func (b *Bulk) Config() BulkConfig { return b.cfg }
 
 // Run claims backlogs into jobs and drives every job to its end, until ctx
-// is done. A failing step is logged and tried again on the next tick: the
-// state is in the database, so nothing is lost.
+// is done. A failing step is tried again on the next tick (the state is in
+// the database, so nothing is lost); a repeating fault is logged when it
+// starts, changes cause and clears, not once per tick.
 func (b *Bulk) Run(ctx context.Context) error {
 	t := time.NewTicker(b.cfg.PollInterval)
 	defer t.Stop()
 	for {
 		if err := b.Tick(ctx); err != nil && ctx.Err() == nil {
-			b.log.WarnContext(ctx, "bulk creation step failed; trying again", "error", err)
+			b.faults.Fail(ctx, faultlog.Cause(err), err)
+		} else if err == nil {
+			b.faults.OK(ctx)
 		}
 		select {
 		case <-ctx.Done():
