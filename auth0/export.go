@@ -73,10 +73,17 @@ func (c *Client) CreateExportJob(ctx context.Context, req ExportRequest) (*Expor
 // GetJob reads a job (GET /api/v2/jobs/{id}); once an export job is
 // completed, its Location is a link to the file, valid for about a minute.
 func (c *Client) GetJob(ctx context.Context, id string) (*ExportJob, error) {
+	return getJob[ExportJob](ctx, c, id, "get auth0 job")
+}
+
+// getJob reads job id (GET /api/v2/jobs/{id}) into a T: export and import
+// jobs share the endpoint and differ in their fields. what names the call in
+// errors.
+func getJob[T any](ctx context.Context, c *Client, id, what string) (*T, error) {
 	if id == "" {
-		return nil, fmt.Errorf("get auth0 job: %w", errEmptyID)
+		return nil, fmt.Errorf("%s: %w", what, errEmptyID)
 	}
-	var job ExportJob
+	var job T
 	err := c.do(ctx, request{
 		method:   http.MethodGet,
 		endpoint: "GET /api/v2/jobs/{id}",
@@ -84,7 +91,7 @@ func (c *Client) GetJob(ctx context.Context, id string) (*ExportJob, error) {
 		out:      &job,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("get auth0 job: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return &job, nil
 }

@@ -160,20 +160,7 @@ func (c *Client) ImportUsers(ctx context.Context, req ImportRequest) (*ImportJob
 // GetImportJob reads an import job (GET /api/v2/jobs/{id}). Auth0 keeps a
 // job 24 hours; after that it is ErrNotFound.
 func (c *Client) GetImportJob(ctx context.Context, id string) (*ImportJob, error) {
-	if id == "" {
-		return nil, fmt.Errorf("get auth0 import job: %w", errEmptyID)
-	}
-	var job ImportJob
-	err := c.do(ctx, request{
-		method:   http.MethodGet,
-		endpoint: "GET /api/v2/jobs/{id}",
-		path:     "/api/v2/jobs/" + pathEscape(id),
-		out:      &job,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get auth0 import job: %w", err)
-	}
-	return &job, nil
+	return getJob[ImportJob](ctx, c, id, "get auth0 import job")
 }
 
 // ImportJobErrors reads the users a finished import job did not import (GET
