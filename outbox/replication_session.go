@@ -85,8 +85,13 @@ func (s *ReplicationSource) catchUp(ctx context.Context) error {
 		if !s.waitRoom(ctx) {
 			return ctx.Err()
 		}
+		// No more rows than there is room for: each may be a key of its own,
+		// and the keys handed out must stay within MaxOutstanding.
+		s.mu.Lock()
+		limit := max(1, min(s.cfg.BatchSize, s.cfg.MaxOutstanding-s.outstanding-s.gated))
+		s.mu.Unlock()
 		qctx, cancel := context.WithTimeout(ctx, dbTimeout)
-		rows, err := scanRows(qctx, s.pool, after, s.cfg.BatchSize)
+		rows, err := scanRows(qctx, s.pool, after, limit)
 		cancel()
 		if err != nil {
 			return err
