@@ -226,10 +226,13 @@ func massDeleteSide(ctx context.Context, s *suite, r *result, source string, n i
 	// Then one legitimate leaver is blocked as usual.
 	var leaver int64
 	var leaverAccount string
+	// The calls are counted from before the commit: a single leaver takes
+	// the guard's fast path and may be blocked before this goroutine runs
+	// again after the UPDATE.
+	before = w.emu.userCalls()
 	if err := w.pool.QueryRow(ctx, `UPDATE employees SET active = false WHERE id = (SELECT max(id) FROM employees) RETURNING id, auth0_user_id`).Scan(&leaver, &leaverAccount); err != nil {
 		return fmt.Errorf("deactivate a leaver: %w", err)
 	}
-	before = w.emu.userCalls()
 	if !eventually(ctx, 2*time.Minute, func() bool {
 		c, err := w.counts(ctx)
 		return err == nil && c.Deprovisioned == 1 && c.settled() && w.quiet(ctx, p)
