@@ -124,10 +124,13 @@ func (g *visibilityGate) run(ctx context.Context) {
 // pass hands a visible transaction's keys to the queue.
 func (g *visibilityGate) pass(p pendingTxn) {
 	s := g.src
+	// One step under the lock: between giving up the gated count and
+	// counting the keys outstanding, the stream would see room that is not
+	// there and read one transaction too many.
 	s.mu.Lock()
 	s.gated -= len(p.keys)
+	s.handLocked(p.keys, p.rows)
 	s.mu.Unlock()
-	s.hand(p.keys, p.rows)
 	for _, k := range p.keys {
 		s.q.EnqueueAck(k, s.ack(p.t, p.rows[k]))
 	}
