@@ -126,15 +126,8 @@ func (e *Emulator) endAccessLocked(id string) {
 
 // listSessions is GET /api/v2/users/{id}/sessions.
 func (e *Emulator) listSessions(w http.ResponseWriter, r *http.Request, _ *call) {
-	if e.planLacksSessions() {
-		writeError(w, errPlanLacksFeature())
-		return
-	}
-	id := r.PathValue("id")
-	e.mu.Lock()
-	if e.users[id] == nil {
-		e.mu.Unlock()
-		writeError(w, errUserNotFound())
+	id, ok := e.lockUserAccess(w, r)
+	if !ok {
 		return
 	}
 	out := []map[string]any{}
@@ -150,15 +143,8 @@ func (e *Emulator) listSessions(w http.ResponseWriter, r *http.Request, _ *call)
 
 // listRefreshTokens is GET /api/v2/users/{id}/refresh-tokens.
 func (e *Emulator) listRefreshTokens(w http.ResponseWriter, r *http.Request, _ *call) {
-	if e.planLacksSessions() {
-		writeError(w, errPlanLacksFeature())
-		return
-	}
-	id := r.PathValue("id")
-	e.mu.Lock()
-	if e.users[id] == nil {
-		e.mu.Unlock()
-		writeError(w, errUserNotFound())
+	id, ok := e.lockUserAccess(w, r)
+	if !ok {
 		return
 	}
 	out := []map[string]any{}
@@ -169,6 +155,24 @@ func (e *Emulator) listRefreshTokens(w http.ResponseWriter, r *http.Request, _ *
 	}
 	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+}
+
+// lockUserAccess is the start of every sessions and refresh-tokens route:
+// the plan must have the feature and the path's user must exist. On success
+// it returns the user id with e.mu held; otherwise it has answered.
+func (e *Emulator) lockUserAccess(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if e.planLacksSessions() {
+		writeError(w, errPlanLacksFeature())
+		return "", false
+	}
+	id := r.PathValue("id")
+	e.mu.Lock()
+	if e.users[id] == nil {
+		e.mu.Unlock()
+		writeError(w, errUserNotFound())
+		return "", false
+	}
+	return id, true
 }
 
 // revokeSessions is DELETE /api/v2/users/{id}/sessions: 202, idempotent.
@@ -182,20 +186,13 @@ func (e *Emulator) revokeRefreshTokens(w http.ResponseWriter, r *http.Request, _
 }
 
 func (e *Emulator) revoke(w http.ResponseWriter, r *http.Request, kind string) {
-	if e.planLacksSessions() {
-		writeError(w, errPlanLacksFeature())
-		return
-	}
-	id := r.PathValue("id")
 	// Its answer will not reach the client: lost on purpose, or the client
 	// is gone already (its process was killed while the request was on its
 	// way; the server noticed the closed connection).
 	_, lost := w.(*discardWriter)
 	lost = lost || r.Context().Err() != nil
-	e.mu.Lock()
-	if e.users[id] == nil {
-		e.mu.Unlock()
-		writeError(w, errUserNotFound())
+	id, ok := e.lockUserAccess(w, r)
+	if !ok {
 		return
 	}
 	a := e.accessLocked(id)
