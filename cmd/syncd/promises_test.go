@@ -32,22 +32,6 @@ func (x *e2e) cli(args ...string) (string, error) {
 	return out.String(), err
 }
 
-// metricValue is the value of one metric line (name with its labels as
-// Prometheus prints them), -1 if absent.
-func (x *e2e) metricValue(series string) float64 {
-	x.t.Helper()
-	_, body := x.get("/metrics")
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			var f float64
-			_, err := fmt.Sscan(v, &f)
-			require.NoError(x.t, err)
-			return f
-		}
-	}
-	return -1
-}
-
 func (x *e2e) insertN(n int) []int64 {
 	x.t.Helper()
 	rows, err := x.pool.Query(x.ctx, `INSERT INTO employees (name, email) SELECT 'E' || g, 'p' || g || '@example.com' FROM generate_series(1, $1) g RETURNING id`, n)
@@ -103,8 +87,8 @@ func TestDriftScanUnderTheGuard(t *testing.T) {
 	require.True(t, assertEventually(func() bool { return x.deprovisionStates()["orphan held"] == 3 }, 60*time.Second),
 		"states %v", x.deprovisionStates())
 	require.True(t, assertEventually(func() bool {
-		return x.metricValue("syncd_orphan_accounts") == 3 && x.metricValue(`syncd_drift_found_total{kind="orphan"}`) >= 3 &&
-			x.metricValue("syncd_deprovisions_held_total") == 3 && x.metricValue("syncd_deprovision_guard_tripped") == 1
+		return x.metric("syncd_orphan_accounts") == 3 && x.metric(`syncd_drift_found_total{kind="orphan"}`) >= 3 &&
+			x.metric("syncd_deprovisions_held_total") == 3 && x.metric("syncd_deprovision_guard_tripped") == 1
 	}, 30*time.Second), "orphan and guard metrics")
 
 	// The leaver's account is unblocked by hand: the scan finds the drift,
@@ -114,21 +98,21 @@ func TestDriftScanUnderTheGuard(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, assertEventually(func() bool { return x.deprovisionStates()["inactive held"] == 1 }, 60*time.Second),
 		"states %v", x.deprovisionStates())
-	scans := x.metricValue(`syncd_drift_scans_total{result="success"}`)
-	require.True(t, assertEventually(func() bool { return x.metricValue(`syncd_drift_scans_total{result="success"}`) >= scans+2 }, 60*time.Second),
+	scans := x.metric(`syncd_drift_scans_total{result="success"}`)
+	require.True(t, assertEventually(func() bool { return x.metric(`syncd_drift_scans_total{result="success"}`) >= scans+2 }, 60*time.Second),
 		"two more scans")
 	for _, id := range orphans {
 		require.NotEqual(t, true, x.user(id)["blocked"], "a held orphan is not blocked")
 	}
 	require.NotEqual(t, true, x.user(leaver)["blocked"], "a held drifted deprovision is not blocked again")
-	require.Equal(t, 4.0, x.metricValue("syncd_deprovisions_held_total"), "each held deprovision counted once, however many scans")
+	require.Equal(t, 4.0, x.metric("syncd_deprovisions_held_total"), "each held deprovision counted once, however many scans")
 
 	// The metrics no other test reads.
-	require.GreaterOrEqual(t, x.metricValue("syncd_drift_scan_duration_seconds_count"), scans+2)
-	require.Positive(t, x.metricValue("syncd_drift_scan_duration_seconds_sum"))
-	require.Positive(t, x.metricValue(`syncd_auth0_request_duration_seconds_count{endpoint="POST /api/v2/users"}`))
-	require.Positive(t, x.metricValue(`syncd_auth0_request_duration_seconds_count{endpoint="POST /api/v2/jobs/users-exports"}`))
-	require.Positive(t, x.metricValue("syncd_auth0_rate_limit_wait_seconds_total"), "requests waited on the client-side limit")
+	require.GreaterOrEqual(t, x.metric("syncd_drift_scan_duration_seconds_count"), scans+2)
+	require.Positive(t, x.metric("syncd_drift_scan_duration_seconds_sum"))
+	require.Positive(t, x.metric(`syncd_auth0_request_duration_seconds_count{endpoint="POST /api/v2/users"}`))
+	require.Positive(t, x.metric(`syncd_auth0_request_duration_seconds_count{endpoint="POST /api/v2/jobs/users-exports"}`))
+	require.Positive(t, x.metric("syncd_auth0_rate_limit_wait_seconds_total"), "requests waited on the client-side limit")
 	_, body := x.get("/metrics")
 	require.Contains(t, body, `syncd_auth0_request_duration_seconds_bucket{endpoint="GET /api/v2/users/{id}",le="+Inf"}`)
 

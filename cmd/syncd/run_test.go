@@ -202,6 +202,8 @@ func (x *e2e) user(id string) map[string]any {
 }
 
 // metric is the value of an unlabelled metric on /metrics (-1 if absent).
+// metric reads one series (a name, with its labels as Prometheus prints
+// them) from /metrics, -1 if absent.
 func (x *e2e) metric(name string) float64 {
 	x.t.Helper()
 	_, body := x.get("/metrics")
@@ -457,7 +459,7 @@ func TestBreaker(t *testing.T) {
 	require.Zero(t, x.metric("syncd_reconciles_running"))
 	require.Equal(t, attempts, sumAttempts(), "no status flapping while the breaker is open")
 	require.Equal(t, 1, strings.Count(x.logs.String(), "breaker open"), "said once")
-	require.Equal(t, 1.0, x.metricValue(`syncd_breaker_trips_total{cause="credentials"}`), "one trip, by its cause")
+	require.Equal(t, 1.0, x.metric(`syncd_breaker_trips_total{cause="credentials"}`), "one trip, by its cause")
 	d.stop(t)
 
 	// Fixed credentials: everything converges.
@@ -471,7 +473,7 @@ func TestBreaker(t *testing.T) {
 		code, _ := x.get("/readyz")
 		return code == 503
 	}, 60*time.Second), "every call 503: the breaker opens (/readyz 503)")
-	require.True(t, assertEventually(func() bool { return x.metricValue(`syncd_breaker_trips_total{cause="server"}`) == 1 }, 60*time.Second),
+	require.True(t, assertEventually(func() bool { return x.metric(`syncd_breaker_trips_total{cause="server"}`) == 1 }, 60*time.Second),
 		"the breaker opens for the 5xx, counted by its cause")
 	x.emu.Emulator.SetFaults(emulator.Faults{})
 	require.True(t, assertEventually(func() bool {
