@@ -201,7 +201,6 @@ func (x *e2e) user(id string) map[string]any {
 	return nil
 }
 
-// metric is the value of an unlabelled metric on /metrics (-1 if absent).
 // metric reads one series (a name, with its labels as Prometheus prints
 // them) from /metrics, -1 if absent.
 func (x *e2e) metric(name string) float64 {
