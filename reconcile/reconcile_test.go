@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -68,11 +69,11 @@ func (b *bundle) exec(sql string, args ...any) {
 	require.NoError(b.t, err)
 }
 
-func (b *bundle) insert(name, email string) int64 {
+func (b *bundle) insert(name, email string) string {
 	b.t.Helper()
-	var id int64
+	var id string
 	require.NoError(b.t, b.pool.QueryRow(b.ctx, `INSERT INTO employees (name, email, department, phone_number, connecteam_id)
-		VALUES ($1, $2, 'Heat Press', '+15550100', 'ct-1') RETURNING id`, name, email).Scan(&id))
+		VALUES ($1, $2, 'Heat Press', '+15550100', 'ct-1') RETURNING id::text`, name, email).Scan(&id))
 	return id
 }
 
@@ -82,7 +83,7 @@ type row struct {
 	NextAttempt           *time.Time
 }
 
-func (b *bundle) row(id int64) row {
+func (b *bundle) row(id string) row {
 	b.t.Helper()
 	var r row
 	require.NoError(b.t, b.pool.QueryRow(b.ctx, `SELECT auth0_sync_status, coalesce(auth0_sync_error, ''), coalesce(auth0_user_id, ''),
@@ -91,12 +92,12 @@ func (b *bundle) row(id int64) row {
 }
 
 // expireLease is time passing after a worker died: its lease on the row runs out.
-func (b *bundle) expireLease(id int64) {
+func (b *bundle) expireLease(id string) {
 	b.t.Helper()
 	b.exec(`UPDATE employees SET auth0_locked_until = now() - interval '1 second' WHERE id = $1`, id)
 }
 
-func (b *bundle) reconcile(id int64) reconcile.Outcome {
+func (b *bundle) reconcile(id string) reconcile.Outcome {
 	b.t.Helper()
 	out, err := b.rec.Reconcile(b.ctx, id)
 	require.NoError(b.t, err)
@@ -147,8 +148,8 @@ func TestCreateAndConverge(t *testing.T) {
 	require.Equal(t, "ada@example.com", u["email"])
 	require.Equal(t, "Ada Lovelace", u["name"])
 	app := u["app_metadata"].(map[string]any)
-	require.EqualValues(t, id, app["employee_id"])
-	require.EqualValues(t, id, app["internal_id"])
+	require.Equal(t, jsonNumber(t, id), app["employee_id"], "an integer key is a JSON number")
+	require.Equal(t, jsonNumber(t, id), app["internal_id"])
 	require.Equal(t, "Heat Press", app["department"])
 	require.Equal(t, "associate", app["role_code"])
 	require.Equal(t, "ct-1", app["connecteam_id"])
@@ -173,7 +174,7 @@ func TestCreateAndConverge(t *testing.T) {
 	require.EqualValues(t, 0, b.emu.CallCount(""))
 
 	// After a resync (read Auth0 first): reads, and still no write.
-	_, err := reconcile.Requeue(b.ctx, b.pool, []int64{id}, false)
+	_, err := reconcile.Requeue(b.ctx, b.pool, []string{id}, false)
 	require.NoError(t, err)
 	out = b.reconcile(id)
 	require.Empty(t, out.Applied)
@@ -271,14 +272,14 @@ func TestAdoption(t *testing.T) {
 	for _, tt := range []struct {
 		name       string
 		policy     reconcile.AdoptPolicy
-		app        func(id int64) map[string]any
+		app        func(id string) map[string]any
 		wantStatus string
 		wantSame   bool
 	}{
-		{"carries this employee_id", reconcile.AdoptConflict, func(id int64) map[string]any { return map[string]any{"employee_id": id} }, "synced", true},
-		{"carries another employee_id", reconcile.AdoptAccount, func(id int64) map[string]any { return map[string]any{"employee_id": id + 1000} }, "conflict", false},
-		{"no employee_id, policy conflict", reconcile.AdoptConflict, func(int64) map[string]any { return map[string]any{"plan": "gold"} }, "conflict", false},
-		{"no employee_id, policy adopt", reconcile.AdoptAccount, func(int64) map[string]any { return map[string]any{"plan": "gold"} }, "synced", true},
+		{"carries this employee_id", reconcile.AdoptConflict, func(id string) map[string]any { return map[string]any{"employee_id": id} }, "synced", true},
+		{"carries another employee_id", reconcile.AdoptAccount, func(id string) map[string]any { return map[string]any{"employee_id": id + "000"} }, "conflict", false},
+		{"no employee_id, policy conflict", reconcile.AdoptConflict, func(string) map[string]any { return map[string]any{"plan": "gold"} }, "conflict", false},
+		{"no employee_id, policy adopt", reconcile.AdoptAccount, func(string) map[string]any { return map[string]any{"plan": "gold"} }, "synced", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -315,7 +316,7 @@ func TestBadRows(t *testing.T) {
 	b.exec(`UPDATE employees SET role_code = 'wizard' WHERE id = $1`, unknownRole)
 	empty := b.insert("Empty", "  ")
 
-	for _, id := range []int64{good, dup1, dup2, invalid, unknownRole, empty} {
+	for _, id := range []string{good, dup1, dup2, invalid, unknownRole, empty} {
 		b.reconcile(id)
 	}
 	require.Equal(t, "synced", b.row(good).Status)
@@ -480,7 +481,7 @@ func TestOneWorkerPerEmployee(t *testing.T) {
 		o.Faults.Latency = 5 * time.Millisecond
 		c.BusyWait = time.Minute // the other workers wait for the lease, they do not give up
 	})
-	ids := []int64{b.insert("H1", "h1@example.com"), b.insert("H2", "h2@example.com")}
+	ids := []string{b.insert("H1", "h1@example.com"), b.insert("H2", "h2@example.com")}
 	// Two reconcilers (as two processes would have) race on the same rows.
 	other := b.reconciler(b.api)
 	var wg sync.WaitGroup
@@ -521,4 +522,12 @@ func TestOwnLeaseTakenBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "synced", out.Status)
 	require.Equal(t, 1, b.accounts("jo@example.com"))
+}
+
+// jsonNumber is integer key id as encoding/json decodes a JSON number.
+func jsonNumber(t *testing.T, id string) float64 {
+	t.Helper()
+	n, err := strconv.ParseFloat(id, 64)
+	require.NoError(t, err)
+	return n
 }

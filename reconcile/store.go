@@ -215,7 +215,7 @@ func (a *attempt) rowDeleted(ctx context.Context) (Outcome, error) {
 		return out, err
 	}
 	if out.Result == ResultRetry {
-		return out, fmt.Errorf("deprovision deleted employee %d: %w", a.id, out.Err)
+		return out, fmt.Errorf("deprovision deleted employee %s: %w", a.id, out.Err)
 	}
 	a.report(ctx, out, 0)
 	return out, nil
