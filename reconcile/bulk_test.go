@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/auth0/emulator"
 	"github.com/syncd/syncd/reconcile"
+	"github.com/syncd/syncd/testcontainers/pgtest"
 )
 
 // newBulk returns bulk creation over b's reconciler with a small threshold.
@@ -89,10 +89,10 @@ func (b *bundle) drainPerUser() {
 // one account with its email, carrying its employee_id and role.
 func (b *bundle) requireOneAccountEach(ids []string) {
 	b.t.Helper()
-	byEmp := map[float64]int{}
+	byEmp := map[string]int{}
 	for _, u := range b.emu.Users() {
 		if app, ok := u["app_metadata"].(map[string]any); ok {
-			if eid, ok := app["employee_id"].(float64); ok {
+			if eid, ok := reconcile.KeyOf(app["employee_id"]); ok {
 				byEmp[eid]++
 			}
 		}
@@ -100,11 +100,9 @@ func (b *bundle) requireOneAccountEach(ids []string) {
 	for _, id := range ids {
 		r := b.row(id)
 		require.Equal(b.t, "synced", r.Status, "employee %s: %s", id, r.Error)
-		n, err := strconv.ParseFloat(id, 64)
-		require.NoError(b.t, err)
-		require.Equal(b.t, 1, byEmp[n], "employee %s: accounts", id)
+		require.Equal(b.t, 1, byEmp[id], "employee %s: accounts", id)
 		u := b.user(r.UserID)
-		require.EqualValues(b.t, n, u["app_metadata"].(map[string]any)["employee_id"])
+		require.Equal(b.t, b.keyJSON(id), u["app_metadata"].(map[string]any)["employee_id"])
 		require.Equal(b.t, []string{"production_associate"}, b.emu.UserRoles(r.UserID), "employee %s", id)
 	}
 }
@@ -411,4 +409,36 @@ func TestBulkLostJobRacesPerUser(t *testing.T) {
 	b.requireOneAccountEach(ids)
 	require.Equal(t, "moved@example.com", b.user(b.row(ids[0]).UserID)["email"])
 	require.Zero(t, b.accounts("race0@example.com"), "the lost job's insert under the old email was refused")
+}
+
+// Bulk creation on every key type: the import's deterministic user ids
+// encode any key (a text key with '/', ' ' and '#' too), a lost 202 is
+// recovered by those ids, and every employee gets exactly one account that
+// names its row.
+func TestBulkAnyKey(t *testing.T) {
+	t.Parallel()
+	for _, key := range pgtest.Keys {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			b := setupKeyed(t, key)
+			ids := b.insertMany("k", 8)
+			if key == "text" {
+				for i, k := range []string{"HR/7 #1", "Zoë 2"} {
+					b.exec(`INSERT INTO employees (id, name, email) VALUES ($1, $2, $3)`, k, fmt.Sprintf("Odd %d", i), fmt.Sprintf("odd%d@example.com", i))
+					ids = append(ids, k)
+				}
+			}
+			b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/jobs/users-imports", LoseAnswer: true}}})
+			first := b.newBulk(b.rec, reconcile.BulkConfig{MaxActive: 1})
+			_ = first.Tick(b.ctx)
+			b.emu.SetFaults(emulator.Faults{})
+			b.exec(`UPDATE syncd_import_jobs SET locked_until = now() - interval '1 second'`)
+			b.runBulk(b.newBulk(b.reconciler(b.api), reconcile.BulkConfig{}))
+			b.drainPerUser()
+			b.requireOneAccountEach(ids)
+			for _, id := range ids {
+				require.Equal(t, "auth0|"+reconcile.BulkUserID(id), b.row(id).UserID, "employee %s: the import's id", id)
+			}
+		})
+	}
 }

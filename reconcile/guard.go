@@ -85,6 +85,16 @@ func (d Deprovision) key() string {
 	return "employee:" + d.EmployeeID
 }
 
+// employeeKey is the employee syncd_deprovisions and the audit record for
+// d: none for an orphan, whose employee_id comes from Auth0 and may be no
+// key of the table's type.
+func (d Deprovision) employeeKey() *string {
+	if d.Kind == KindOrphan {
+		return nil
+	}
+	return nullable(d.EmployeeID)
+}
+
 // Verdict is the guard's answer about one deprovision.
 type Verdict string
 
@@ -273,7 +283,7 @@ func (g *Guard) Request(ctx context.Context, d Deprovision) (Decision, error) {
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, email, state, requested_at, decided_at, reason)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			d.key(), d.Kind, nullable(d.EmployeeID), nullable(d.UserID), nullable(d.Email), dec.Verdict, g.cfg.Now(), decided, dec.Reason)
+			d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), nullable(d.Email), dec.Verdict, g.cfg.Now(), decided, dec.Reason)
 		if err != nil {
 			return fmt.Errorf("record deprovision: %w", err)
 		}
@@ -335,13 +345,13 @@ func (g *Guard) RequestBatch(ctx context.Context, ds []Deprovision) ([]Deprovisi
 		}
 		for _, d := range fresh {
 			if _, err := tx.Exec(ctx, `INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, state, requested_at, decided_at, reason)
-				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, d.key(), d.Kind, nullable(d.EmployeeID), nullable(d.UserID), verdict, now, nullable(reason)); err != nil {
+				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), verdict, now, nullable(reason)); err != nil {
 				return fmt.Errorf("record deprovision: %w", err)
 			}
 			if verdict == Held {
 				if _, err := tx.Exec(ctx, `INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error)
 					VALUES ($1, $2, 'guard_hold', 'held', jsonb_build_object('kind', $3::text, 'held_because', $4::text), $5)`,
-					nullable(d.EmployeeID), nullable(d.UserID), d.Kind, reason, heldError(reason)); err != nil {
+					d.employeeKey(), nullable(d.UserID), d.Kind, reason, heldError(reason)); err != nil {
 					return fmt.Errorf("audit held deprovision: %w", err)
 				}
 			}

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -35,6 +36,18 @@ type option func(*reconcile.Config, *emulator.Options)
 
 func setup(t *testing.T, opts ...option) *bundle {
 	t.Helper()
+	return setupOn(t, pgtest.NewDatabase(t), opts...)
+}
+
+// setupKeyed is setup on an employees table whose key is of kind key (one of
+// pgtest.Keys).
+func setupKeyed(t *testing.T, key string, opts ...option) *bundle {
+	t.Helper()
+	return setupOn(t, pgtest.NewKeyedDatabase(t, key), opts...)
+}
+
+func setupOn(t *testing.T, dbURL string, opts ...option) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	cfg := reconcile.Config{Roles: map[string]string{"associate": "production_associate", "lead": "production_lead"}, RetryBase: time.Second, BusyWait: 200 * time.Millisecond}
 	eopts := emulator.Options{Roles: []string{"production_associate", "production_lead", "billing_admin"}}
@@ -49,7 +62,7 @@ func setup(t *testing.T, opts ...option) *bundle {
 	api, err := auth0.New(auth0.Config{BaseURL: base, ClientID: "syncd-emulator", ClientSecret: "syncd-emulator-secret",
 		MaxAttempts: 3, MaxElapsed: 5 * time.Second})
 	require.NoError(t, err)
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	b := &bundle{t: t, ctx: ctx, pool: pool, srv: srv, emu: srv.Emulator, api: api, cfg: cfg}
@@ -369,44 +382,55 @@ func (c *crashing) AssignUserRoles(ctx context.Context, id string, roles []strin
 
 func TestCreateIsCrashSafe(t *testing.T) {
 	t.Parallel()
-	for _, step := range []string{"before POST", "answer lost", "after POST", "after role assign"} {
-		t.Run(step, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t)
-			id := b.insert("Di", "di@example.com")
-			switch step {
-			case "before POST":
-				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", Drop: true}}})
+	for _, key := range pgtest.Keys {
+		for _, step := range []string{"before POST", "answer lost", "after POST", "after role assign"} {
+			t.Run(key+"/"+step, func(t *testing.T) {
+				t.Parallel()
+				b := setupKeyed(t, key)
+				id := b.insert("Di", "di@example.com")
+				switch step {
+				case "before POST":
+					b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", Drop: true}}})
+					out := b.reconcile(id)
+					require.Equal(t, reconcile.ResultRetry, out.Result)
+					require.ErrorIs(t, out.Err, auth0.ErrOutcomeUnknown)
+					require.Equal(t, "retrying", b.row(id).Status)
+				case "answer lost":
+					b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", LoseAnswer: true}}})
+				case "after POST", "after role assign":
+					after := map[string]string{"after POST": "create", "after role assign": "assign"}[step]
+					rec := b.reconciler(&crashing{Client: b.api, after: after})
+					require.PanicsWithValue(t, crash{}, func() { _, _ = rec.Reconcile(b.ctx, id) })
+					require.Equal(t, "syncing", b.row(id).Status)
+					require.Empty(t, b.row(id).UserID, "the crash lost the database write")
+					_, err := b.rec.Reconcile(b.ctx, id)
+					require.ErrorIs(t, err, reconcile.ErrBusy, "the dead worker's lease still holds for another process")
+					b.expireLease(id)
+				}
 				out := b.reconcile(id)
-				require.Equal(t, reconcile.ResultRetry, out.Result)
-				require.ErrorIs(t, out.Err, auth0.ErrOutcomeUnknown)
-				require.Equal(t, "retrying", b.row(id).Status)
-			case "answer lost":
-				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", LoseAnswer: true}}})
-			case "after POST", "after role assign":
-				after := map[string]string{"after POST": "create", "after role assign": "assign"}[step]
-				rec := b.reconciler(&crashing{Client: b.api, after: after})
-				require.PanicsWithValue(t, crash{}, func() { _, _ = rec.Reconcile(b.ctx, id) })
-				require.Equal(t, "syncing", b.row(id).Status)
-				require.Empty(t, b.row(id).UserID, "the crash lost the database write")
-				_, err := b.rec.Reconcile(b.ctx, id)
-				require.ErrorIs(t, err, reconcile.ErrBusy, "the dead worker's lease still holds for another process")
-				b.expireLease(id)
-			}
-			out := b.reconcile(id)
-			require.Equal(t, "synced", out.Status, "%v", out.Err)
-			require.EqualValues(t, 1, b.accounts("di@example.com"))
-			r := b.row(id)
-			require.NotEmpty(t, r.UserID)
-			require.Equal(t, []string{"production_associate"}, b.emu.UserRoles(r.UserID))
-			require.Equal(t, 0, r.Attempts)
-		})
+				require.Equal(t, "synced", out.Status, "%v", out.Err)
+				require.EqualValues(t, 1, b.accounts("di@example.com"))
+				r := b.row(id)
+				require.NotEmpty(t, r.UserID)
+				require.Equal(t, []string{"production_associate"}, b.emu.UserRoles(r.UserID))
+				require.Equal(t, 0, r.Attempts)
+				require.Equal(t, b.keyJSON(id), b.user(r.UserID)["app_metadata"].(map[string]any)["employee_id"], "the account names its row")
+			})
+		}
 	}
 }
 
 func TestLostCreateUnderOldEmail(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	for _, key := range pgtest.Keys {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			testLostCreateUnderOldEmail(t, setupKeyed(t, key))
+		})
+	}
+}
+
+func testLostCreateUnderOldEmail(t *testing.T, b *bundle) {
 	id := b.insert("Ed", "ed@example.com")
 	rec := b.reconciler(&crashing{Client: b.api, after: "create"})
 	require.Panics(t, func() { _, _ = rec.Reconcile(b.ctx, id) })
@@ -418,6 +442,18 @@ func TestLostCreateUnderOldEmail(t *testing.T) {
 	require.Equal(t, "synced", out.Status, "%v", out.Err)
 	require.Len(t, b.emu.Users(), 1)
 	require.Equal(t, "edward@example.com", b.user(b.row(id).UserID)["email"])
+	require.Positive(t, b.emu.CallCount("GET /api/v2/users"), "found by the search on app_metadata.employee_id")
+}
+
+// keyJSON is employee id's key as app_metadata.employee_id carries it once
+// decoded: a float64 for an integer key, a string for uuid and text keys.
+func (b *bundle) keyJSON(id string) any {
+	b.t.Helper()
+	var raw []byte
+	require.NoError(b.t, b.pool.QueryRow(b.ctx, `SELECT to_jsonb(id)::text FROM employees WHERE id = $1`, id).Scan(&raw))
+	var v any
+	require.NoError(b.t, json.Unmarshal(raw, &v))
+	return v
 }
 
 // changing edits the row while the reconcile is in Auth0.

@@ -72,8 +72,8 @@ type ScanResult struct {
 
 // NotCompared is a group of rows that a scan did not compare, for one reason.
 type NotCompared struct {
-	Reason      string  `json:"reason"`
-	Count       int     `json:"count"`
+	Reason      string   `json:"reason"`
+	Count       int      `json:"count"`
 	EmployeeIDs []string `json:"employee_ids"`
 }
 
@@ -620,7 +620,17 @@ func MissingEmployees(ctx context.Context, db Querier, ids []string) ([]string, 
 func (r *Reconciler) DeprovisionOrphan(ctx context.Context, o Orphan) (Outcome, error) {
 	rid := newReconcileID()
 	ctx = context.WithValue(ctx, ctxKey{}, rid)
-	a := &attempt{r: r, id: o.EmployeeID, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "auth0_user_id", o.UserID)}
+	// The orphan's employee_id comes from Auth0: its audit rows carry it
+	// only if it is a key of the table's type.
+	id := o.EmployeeID
+	if id != "" {
+		if err := CheckKeys(ctx, r.pool, []string{id}); errors.Is(err, ErrNotAKey) {
+			id = ""
+		} else if err != nil {
+			return Outcome{}, err
+		}
+	}
+	a := &attempt{r: r, id: id, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "auth0_user_id", o.UserID)}
 	a.noEmployeeCheck = true
 	out := a.deprovision(ctx, Deprovision{Kind: KindOrphan, EmployeeID: o.EmployeeID, UserID: o.UserID})
 	if err := a.writeLogs(context.WithoutCancel(ctx)); err != nil {

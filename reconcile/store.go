@@ -165,7 +165,7 @@ func (a *attempt) queueLogs(b *pgx.Batch) error {
 	b.Queue(`INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error, reconcile_id)
 		SELECT $1, u, act, st, r::jsonb, e, $2
 		  FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(u, act, st, r, e)`,
-		a.id, a.rid, users, actions, statuses, responses, errs)
+		nullable(a.id), a.rid, users, actions, statuses, responses, errs)
 	return nil
 }
 
