@@ -399,7 +399,7 @@ type fifo struct {
 }
 
 func (f *fifo) push(id string) { f.items = append(f.items, id) }
-func (f *fifo) len() int      { return len(f.items) - f.head }
+func (f *fifo) len() int       { return len(f.items) - f.head }
 func (f *fifo) pop() string {
 	id := f.items[f.head]
 	f.head++
