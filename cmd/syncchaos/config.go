@@ -22,6 +22,9 @@ type config struct {
 	Employees int
 	// Kills is how many times `syncd run` is killed during it (default 5; 2 short).
 	Kills int
+	// KeyEmployees is the size of the kill -9 backfills on a uuid and a text
+	// key (default: Employees; 150 short).
+	KeyEmployees int
 	// BulkEmployees is the size of the bulk (import jobs) backfill (default 5,000; 400 short).
 	BulkEmployees int
 	// Good is the number of good rows the bad rows are mixed into (default 1,000; 100 short).
@@ -55,7 +58,7 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg }
 
 // Scenario names, in the order they run.
-var scenarioNames = []string{"kill", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down", "mass-delete", "bulk"}
+var scenarioNames = []string{"kill", "kill-uuid", "kill-text", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down", "mass-delete", "bulk"}
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -65,6 +68,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Short, "short", false, "the short version (make test): fewer employees and kills, shorter outages, in parallel")
 	fs.Int64Var(&c.Seed, "seed", 0, "seed of every random choice (0: from the clock; printed, so a run can be repeated)")
 	fs.IntVar(&c.Employees, "employees", 0, "employees in the kill -9 backfill (default 2000; 300 with -short)")
+	fs.IntVar(&c.KeyEmployees, "key-employees", 0, "employees in the kill -9 backfills on a uuid and a text key (default: -employees; 150 with -short)")
 	fs.IntVar(&c.Kills, "kills", 0, "kill -9s during the backfill (default 5; 2 with -short)")
 	fs.IntVar(&c.BulkEmployees, "bulk-employees", 0, "employees in the bulk backfill through import jobs (default 5000; 400 with -short)")
 	fs.IntVar(&c.Good, "good", 0, "good rows the bad rows are mixed into (default 1000; 100 with -short)")
@@ -99,6 +103,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return full
 	}
 	c.Employees = cmp.Or(c.Employees, pick(2000, 300))
+	c.KeyEmployees = cmp.Or(c.KeyEmployees, pick(c.Employees, 150))
 	c.Kills = cmp.Or(c.Kills, pick(5, 2))
 	c.BulkEmployees = cmp.Or(c.BulkEmployees, pick(5000, 400))
 	c.Good = cmp.Or(c.Good, pick(1000, 100))
@@ -124,6 +129,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case c.Employees < 10:
 		return c, &usageError{msg: fmt.Sprintf("-employees: must be at least 10, got %d", c.Employees)}
+	case c.KeyEmployees < 10:
+		return c, &usageError{msg: fmt.Sprintf("-key-employees: must be at least 10, got %d", c.KeyEmployees)}
 	case c.BulkEmployees < 200:
 		return c, &usageError{msg: fmt.Sprintf("-bulk-employees: must be at least 200, got %d", c.BulkEmployees)}
 	case c.Kills < 0:
