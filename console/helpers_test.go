@@ -39,6 +39,11 @@ type bundle struct {
 
 func setup(t testing.TB) *bundle {
 	t.Helper()
+	return setupOn(t, pgtest.NewDatabase(t))
+}
+
+func setupOn(t testing.TB, dbURL string) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	emu, err := emulator.Listen("127.0.0.1:0", emulator.Options{Roles: []string{"production_associate", "production_lead"}})
 	require.NoError(t, err)
@@ -47,7 +52,7 @@ func setup(t testing.TB) *bundle {
 	require.NoError(t, err)
 	api, err := auth0.New(auth0.Config{BaseURL: base, ClientID: emulator.DefaultClientID, ClientSecret: emulator.DefaultClientSecret})
 	require.NoError(t, err)
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	rec, err := reconcile.New(pool, api, reconcile.Config{Roles: map[string]string{"associate": "production_associate", "lead": "production_lead"}})
