@@ -118,7 +118,7 @@ func TestParseConfig(t *testing.T) {
 	c, err := parseConfig([]string{"-short"}, &bytes.Buffer{})
 	require.NoError(t, err)
 	require.Equal(t, 300, c.Employees)
-	require.Equal(t, 150, c.KeyEmployees)
+	require.Equal(t, 100, c.KeyEmployees)
 	require.True(t, c.FastLeases)
 	require.True(t, c.Parallel)
 	c, err = parseConfig([]string{"-fast-leases=false", "-only", "kill,bad-rows"}, &bytes.Buffer{})
