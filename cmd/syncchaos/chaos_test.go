@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // against a syncd built without the race detector (this test binary has it).
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the short failure suite (about 40 s); make test runs it")
+		t.Skip("runs the short failure suite (one to two minutes); make test runs it")
 	}
 	t.Parallel()
 	dir := t.TempDir()
