@@ -51,9 +51,9 @@ func (s *suite) newWorld(ctx context.Context, name string, r *result, cloner *te
 	return s.newKeyedWorld(ctx, name, syncdsql.KeyBigint, r, cloner, opts)
 }
 
-// newKeyedWorld is newWorld with an employees key of kind key (see createKeyed).
+// newKeyedWorld is newWorld with an employees key of kind key (see testcontainers.Cloner.CreateKeyed).
 func (s *suite) newKeyedWorld(ctx context.Context, name, key string, r *result, cloner *testcontainers.Cloner, opts *emulator.Options) (*world, error) {
-	dbName, plain, err := createKeyed(ctx, cloner, key)
+	dbName, plain, err := cloner.CreateKeyed(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}

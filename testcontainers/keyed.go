@@ -1,4 +1,4 @@
-package main
+package testcontainers
 
 import (
 	"context"
@@ -7,14 +7,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	syncdsql "github.com/syncd/syncd/sql"
-	"github.com/syncd/syncd/testcontainers"
 )
 
-// keyedTables are the employees tables of the uuid- and text-keyed worlds,
-// created before syncd migrates (as pgtest's, written out again here: pgtest
-// is for tests). Each key has a default, so that an INSERT that names no id
-// works for every kind: uuid keys are random, text keys are an HR system's
-// employee numbers, E-00001, E-00002, ….
+// keyedTables are employees tables keyed by uuid and by text, created
+// before syncd migrates. Each key has a default, so that an INSERT that
+// names no id works for every kind: uuid keys are random, text keys are an
+// HR system's employee numbers, E-00001, E-00002, ….
 var keyedTables = map[string]string{
 	syncdsql.KeyUUID: `CREATE TABLE employees (
 		id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -25,24 +23,24 @@ var keyedTables = map[string]string{
 		name text NOT NULL, email text NOT NULL, department text, phone_number text, connecteam_id text)`,
 }
 
-// createKeyed makes a database on cloner's server whose employees table has
-// a key of kind key (syncdsql.KeyBigint, KeyUUID or KeyText), migrated by
-// syncd: a clone of the migrated template for bigint (the table syncd
-// creates), else an empty database given the keyed table, then migrated.
-func createKeyed(ctx context.Context, cloner *testcontainers.Cloner, key string) (name, dbURL string, err error) {
+// CreateKeyed is Create with an employees table whose key is of kind key
+// (syncdsql.KeyBigint, KeyUUID or KeyText), migrated by syncd: a clone of
+// the migrated template for bigint (the table syncd creates), else an empty
+// database given the keyed table, then migrated.
+func (c *Cloner) CreateKeyed(ctx context.Context, key string) (name, dbURL string, err error) {
 	if key == syncdsql.KeyBigint {
-		return cloner.Create(ctx)
+		return c.Create(ctx)
 	}
 	ddl, ok := keyedTables[key]
 	if !ok {
 		return "", "", fmt.Errorf("no employees table for key %q", key)
 	}
-	name, dbURL, err = cloner.CreateEmpty(ctx)
+	name, dbURL, err = c.CreateEmpty(ctx)
 	if err != nil {
 		return "", "", err
 	}
 	if err := migrateKeyed(ctx, dbURL, key, ddl); err != nil {
-		if derr := cloner.Drop(context.WithoutCancel(ctx), name); derr != nil {
+		if derr := c.Drop(context.WithoutCancel(ctx), name); derr != nil {
 			err = fmt.Errorf("%w (and drop database: %v)", err, derr)
 		}
 		return "", "", err
