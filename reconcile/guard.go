@@ -95,6 +95,12 @@ func (d Deprovision) employeeKey() *string {
 	return nullable(d.EmployeeID)
 }
 
+// syncd_deprovisions records "no employee" as syncd_no_employee(): 0 where
+// the key is bigint (the column is NOT NULL there, as syncd before schema
+// version 8 writes and reads it: an older replica keeps working), NULL for
+// other keys. employeeOfDeprovision reads the column back, NULL for an orphan.
+const employeeOfDeprovision = `CASE WHEN kind = 'orphan' THEN NULL ELSE employee_id END`
+
 // Verdict is the guard's answer about one deprovision.
 type Verdict string
 
@@ -282,7 +288,7 @@ func (g *Guard) Request(ctx context.Context, d Deprovision) (Decision, error) {
 			decided = g.cfg.Now()
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, email, state, requested_at, decided_at, reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			VALUES ($1, $2, coalesce($3, syncd_no_employee()), $4, $5, $6, $7, $8, $9)`,
 			d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), nullable(d.Email), dec.Verdict, g.cfg.Now(), decided, dec.Reason)
 		if err != nil {
 			return fmt.Errorf("record deprovision: %w", err)
@@ -345,7 +351,7 @@ func (g *Guard) RequestBatch(ctx context.Context, ds []Deprovision) ([]Deprovisi
 		}
 		for _, d := range fresh {
 			if _, err := tx.Exec(ctx, `INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, state, requested_at, decided_at, reason)
-				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), verdict, now, nullable(reason)); err != nil {
+				VALUES ($1, $2, coalesce($3, syncd_no_employee()), $4, $5, $6, $6, $7)`, d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), verdict, now, nullable(reason)); err != nil {
 				return fmt.Errorf("record deprovision: %w", err)
 			}
 			if verdict == Held {
@@ -500,7 +506,7 @@ func (g *Guard) Step(ctx context.Context) error {
 						UPDATE syncd_deprovisions SET state = 'held', decided_at = $1, reason = $2 WHERE state = 'settling'
 						RETURNING kind, employee_id, auth0_user_id)
 					INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error)
-					SELECT employee_id, auth0_user_id, 'guard_hold', 'held', jsonb_build_object('kind', kind, 'held_because', $2::text), $3
+					SELECT `+employeeOfDeprovision+`, auth0_user_id, 'guard_hold', 'held', jsonb_build_object('kind', kind, 'held_because', $2::text), $3
 					  FROM held`, now, reason, heldError(reason)); err != nil {
 					return fmt.Errorf("hold deprovisions: %w", err)
 				}
@@ -629,7 +635,7 @@ type Querier interface {
 // Waiting lists the deprovisions the guard holds or lets settle, oldest
 // first (for `syncd status` and `syncd guard`).
 func Waiting(ctx context.Context, db Querier) ([]HeldDeprovision, error) {
-	rows, err := db.Query(ctx, `SELECT kind, coalesce(employee_id::text, ''), coalesce(auth0_user_id, ''), state, coalesce(reason, ''), coalesce(decided_at, requested_at)
+	rows, err := db.Query(ctx, `SELECT kind, coalesce((`+employeeOfDeprovision+`)::text, ''), coalesce(auth0_user_id, ''), state, coalesce(reason, ''), coalesce(decided_at, requested_at)
 		FROM syncd_deprovisions WHERE state IN ('held', 'settling') ORDER BY requested_at, key`)
 	if err != nil {
 		return nil, fmt.Errorf("read held deprovisions: %w", err)
@@ -663,7 +669,7 @@ func Release(ctx context.Context, pool *pgxpool.Pool, by string) ([]Deprovision,
 				UPDATE syncd_deprovisions SET state = 'allowed', released_by = $1, decided_at = now(), queued_at = NULL
 				 WHERE state = 'held' RETURNING kind, employee_id, coalesce(auth0_user_id, '') AS auth0_user_id, reason)
 			INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data)
-			SELECT employee_id, nullif(auth0_user_id, ''), 'guard_release', 'success',
+			SELECT `+employeeOfDeprovision+`, nullif(auth0_user_id, ''), 'guard_release', 'success',
 				jsonb_build_object('released_by', $1::text, 'kind', kind, 'held_because', reason)
 			  FROM released
 			RETURNING (response_data->>'kind'), coalesce(employee_id::text, ''), coalesce(auth0_user_id, '')`, by)

@@ -50,7 +50,7 @@ func (g *Guard) requestFast(ctx context.Context, d Deprovision) (bool, error) {
 		ok AS (SELECT 1 FROM c WHERE NOT busy AND managed > 0
 			AND recent + settling + greatest(waiting, 1) <= (CASE WHEN $7::float8 > 0 THEN greatest(1, floor(managed * $7::float8 / 100))::bigint ELSE $8::bigint END) / 2),
 		ins AS (INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, email, state, requested_at, decided_at, queued_at)
-			SELECT $1, $2, $3, $4, $5, 'allowed', $9, $9, $9 FROM ok RETURNING key),
+			SELECT $1, $2, coalesce($3, syncd_no_employee()), $4, $5, 'allowed', $9, $9, $9 FROM ok RETURNING key),
 		win AS (INSERT INTO syncd_deprovision_window (decided_at, key) SELECT $9, key FROM ins)
 		SELECT EXISTS (SELECT 1 FROM ins)`,
 		d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), nullable(d.Email), now.Add(-g.cfg.Window),

@@ -9,11 +9,12 @@
 CREATE OR REPLACE FUNCTION syncd_keys(keys text[]) RETURNS {{.key_type}}[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT keys::{{.key_type}}[] $$;
 
--- An orphan's deprovision has no employee: NULL, not 0 (no key type but an
--- integer has a 0).
-ALTER TABLE syncd_deprovisions ALTER COLUMN employee_id DROP NOT NULL;
-ALTER TABLE syncd_deprovisions ALTER COLUMN employee_id DROP DEFAULT;
-{{if eq .key_type "bigint"}}UPDATE syncd_deprovisions SET employee_id = NULL WHERE employee_id = 0 AND kind = 'orphan';{{end}}
+-- An orphan's deprovision has no employee: syncd_deprovisions records that as
+-- syncd_no_employee(), 0 where the key is bigint (as before: the column is NOT
+-- NULL DEFAULT 0 there, and an older syncd reads it so) and NULL for other keys
+-- (no key type but an integer has a 0).
+CREATE OR REPLACE FUNCTION syncd_no_employee() RETURNS {{.key_type}}
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {{if eq .key_type "bigint"}}0::bigint{{else}}NULL::{{.key_type}}{{end}} $$;
 
 -- syncd_parse_keys(texts) reads texts a person or Auth0 gave (`resync
 -- --employee`, the console, app_metadata.employee_id) as keys: one row per
