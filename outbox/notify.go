@@ -88,6 +88,7 @@ type NotifySource struct {
 	log  *slog.Logger
 	// claimFaults and listenFaults say a failing loop's cause once.
 	claimFaults, listenFaults *faultlog.Tracker
+	deletes                   *rowDeleter
 
 	mu          sync.Mutex
 	held        int     // rows claimed and not yet acknowledged
@@ -115,6 +116,7 @@ func NewNotifySource(pool *pgxpool.Pool, q *Queue, cfg NotifyConfig) *NotifySour
 		listenFaults: faultlog.New(cfg.Logger.With(keyWorkerID, id), "listening for outbox notifications"),
 		room:         make(chan struct{}, 1),
 		drained:      make(chan struct{}, 1),
+		deletes:      newRowDeleter(pool),
 	}
 }
 
@@ -240,9 +242,7 @@ func (s *NotifySource) ack(ids []int64) Ack {
 	return func(handled bool) {
 		var deleteErr error
 		if handled {
-			ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
-			deleteErr = deleteRows(ctx, s.pool, ids)
-			cancel()
+			_, deleteErr = s.deletes.Do(ids)
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
