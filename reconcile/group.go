@@ -62,6 +62,13 @@ const claimGroupSQL = `WITH c AS (
 	  FROM c WHERE employees.id = c.claim_id
 	RETURNING ` + employeeColumns + `, ` + revokedColumns
 
+// genericPlans makes the statements after it in its transaction use their
+// generic plans. The set-based statements take arrays, whose custom plans
+// Postgres prefers for ever (it knows their length) and makes anew at every
+// execution, which costs more than running them; their generic plans are the
+// same index scans.
+const genericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+
 // claimGrouped takes id's lease in a group with other workers' claims. nil
 // (with or without an error) means it did not: the caller claims alone.
 func (r *Reconciler) claimGrouped(id int64) (*Employee, error) {
@@ -72,7 +79,15 @@ func (r *Reconciler) flushClaims(ids []int64) ([]*Employee, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	lease := (r.cfg.Timeout + recordTimeout).Seconds()
-	rows, err := r.pool.Query(ctx, claimGroupSQL, ids, lease, r.owner)
+	b := &pgx.Batch{}
+	b.Queue(genericPlans)
+	b.Queue(claimGroupSQL, ids, lease, r.owner)
+	res := r.pool.SendBatch(ctx, b)
+	defer res.Close()
+	if _, err := res.Exec(); err != nil {
+		return nil, fmt.Errorf("claim employees: %w", err)
+	}
+	rows, err := res.Query()
 	if err != nil {
 		return nil, fmt.Errorf("claim employees: %w", err)
 	}
@@ -88,6 +103,10 @@ func (r *Reconciler) flushClaims(ids []int64) ([]*Employee, error) {
 		got[e.ID] = e
 	}
 	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim employees: %w", err)
+	}
+	rows.Close()
+	if err := res.Close(); err != nil {
 		return nil, fmt.Errorf("claim employees: %w", err)
 	}
 	out := make([]*Employee, len(ids))
@@ -163,6 +182,7 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 		}
 	}
 	b := &pgx.Batch{}
+	b.Queue(genericPlans)
 	if len(guardKeys) > 0 {
 		b.Queue(`DELETE FROM syncd_deprovisions d
 			USING unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(key, id, version)
@@ -202,6 +222,9 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 
 	res := r.pool.SendBatch(ctx, b)
 	defer res.Close()
+	if _, err := res.Exec(); err != nil {
+		return nil, fmt.Errorf("record outcomes: %w", err)
+	}
 	if len(guardKeys) > 0 {
 		if _, err := res.Exec(); err != nil {
 			return nil, fmt.Errorf("record outcomes: %w", err)
