@@ -27,9 +27,10 @@ const (
 	scMicro     = "micro"
 	scBulk      = "bulk"
 	scOffboard  = "offboard"
+	scReference = "reference"
 )
 
-var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scDrift, scTriggers, scRateLimit, scBulk, scIdle}
+var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scReference, scDrift, scTriggers, scRateLimit, scBulk, scIdle}
 
 // config is every setting of one benchmark run.
 type config struct {
