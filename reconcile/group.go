@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -154,11 +155,11 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 		ids, versions      = make([]int64, n), make([]int64, n)
 		userIDs            = make([]*string, n)
 		known              = make([]bool, n)
-		createdAt          = make([]any, n)
+		createdAt          = make([]*time.Time, n)
 		statuses           = make([]string, n)
 		errs, states, cfgs = make([]*string, n), make([]*string, n), make([]*string, n)
 		attempts           = make([]int, n)
-		next, syncedAt     = make([]any, n), make([]any, n)
+		next, syncedAt     = make([]*time.Time, n), make([]*time.Time, n)
 		unlinked           []string
 		logs               logColumns
 	)
