@@ -276,6 +276,9 @@ func (r *results) markdown() []byte {
 		p("(each send is one burst of protocol messages the client wrote before waiting: a query, a pipelined batch; %.2f server→client bursts;\n", f.ServerBursts)
 		p("%d connections; %.0f employees/s through the proxy). Transactions per employee are the database's `xact_commit + xact_rollback` delta\n", f.RTConnections, f.RTPerSecond)
 		p("(pg_stat_database, read after syncd exited), minus syncbench's own; both include syncd's background polls during the run.\n")
+		if f.ClaimGroup > 0 {
+			p("syncd's group commits carried %.2f employees per claim transaction and %.2f per outcome transaction.\n", f.ClaimGroup, f.RecordGroup)
+		}
 		p("syncd logged %d warnings and %d errors during the backfill.\n", f.WarnLogLines, f.ErrorLogLines)
 	}
 	r.markdownReference(p)
