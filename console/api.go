@@ -28,8 +28,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // apiErrorBody is every API error's body.
 type apiErrorBody struct {
-	Error      string  `json:"error"`
-	UnknownIDs []int64 `json:"unknown_ids,omitempty"`
+	Error      string   `json:"error"`
+	UnknownIDs []string `json:"unknown_ids,omitempty"`
 }
 
 func apiError(w http.ResponseWriter, code int, msg string) {
@@ -53,7 +53,7 @@ func (c *Console) classify(r *http.Request, err error) (int, apiErrorBody) {
 		return http.StatusNotFound, apiErrorBody{Error: err.Error()}
 	case errors.As(err, &refused):
 		return http.StatusUnprocessableEntity, apiErrorBody{Error: err.Error()}
-	case errors.Is(err, errBadQuery), errors.Is(err, errBadID):
+	case errors.Is(err, errBadQuery), errors.Is(err, errBadID), errors.Is(err, reconcile.ErrNotAKey):
 		return http.StatusBadRequest, apiErrorBody{Error: err.Error()}
 	case errors.As(err, new(*http.MaxBytesError)):
 		return http.StatusRequestEntityTooLarge, apiErrorBody{Error: fmt.Sprintf("request body larger than %d bytes", maxBody)}
@@ -69,13 +69,36 @@ var (
 	errBadJSON = errors.New("malformed JSON body")
 )
 
-func pathID(r *http.Request) (int64, error) {
+// pathID is the employee key of the path (the table's key, as text; the
+// database says whether a row has it).
+func pathID(r *http.Request) (string, error) {
 	s := r.PathValue("id")
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%w: %q is not a positive integer", errBadID, s)
+	if s == "" || len(s) > maxKeyLen {
+		return "", fmt.Errorf("%w: %q is not an employee key", errBadID, s)
 	}
-	return id, nil
+	return s, nil
+}
+
+// maxKeyLen bounds the keys the console takes.
+const maxKeyLen = 1024
+
+// apiKey is an employee key in a JSON body: a string, or a number for an
+// integer key.
+type apiKey string
+
+func (k *apiKey) UnmarshalJSON(b []byte) error {
+	var v any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil {
+		return err
+	}
+	s, ok := reconcile.KeyOf(v)
+	if !ok || len(s) > maxKeyLen {
+		return fmt.Errorf("%w: %s is not an employee key", errBadID, b)
+	}
+	*k = apiKey(s)
+	return nil
 }
 
 // decode reads exactly one JSON object into v, refusing unknown fields.
@@ -124,14 +147,9 @@ func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
 func listQuery(r *http.Request) (ListQuery, error) {
 	v := r.URL.Query()
 	q := ListQuery{Status: v.Get("status"), Search: v.Get("q")}
-	for name, dst := range map[string]*int64{"after": &q.After} {
-		if s := v.Get(name); s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return q, fmt.Errorf("%w: %s must be an integer, got %q", errBadQuery, name, s)
-			}
-			*dst = n
-		}
+	q.After = v.Get("after")
+	if len(q.After) > maxKeyLen {
+		return q, fmt.Errorf("%w: after is longer than a key", errBadQuery)
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -171,8 +189,8 @@ func (c *Console) apiEmployee(w http.ResponseWriter, r *http.Request) {
 
 // resyncAnswer is the answer of a resync request.
 type resyncAnswer struct {
-	Marked int64   `json:"marked"`
-	IDs    []int64 `json:"ids"`
+	Marked int64    `json:"marked"`
+	IDs    []string `json:"ids"`
 }
 
 // POST /api/v1/employees/{id}/resync; the body may be empty, or the
@@ -187,7 +205,7 @@ func (c *Console) apiResyncOne(w http.ResponseWriter, r *http.Request) {
 		err = decodeOptional(r, &req)
 	}
 	if err == nil {
-		err = c.resync(w, r, []int64{id})
+		err = c.resync(w, r, []string{id})
 	}
 	if err != nil {
 		c.fail(w, r, err)
@@ -197,7 +215,7 @@ func (c *Console) apiResyncOne(w http.ResponseWriter, r *http.Request) {
 // POST /api/v1/resync {"ids": [1, 2]}
 func (c *Console) apiResync(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		IDs []int64 `json:"ids"`
+		IDs []apiKey `json:"ids"`
 	}
 	err := decode(r, &req)
 	if err == nil && len(req.IDs) == 0 {
@@ -207,19 +225,18 @@ func (c *Console) apiResync(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: at most 10000 ids per request, got %d", errBadJSON, len(req.IDs))
 	}
 	if err == nil {
-		err = c.resync(w, r, req.IDs)
+		ids := make([]string, len(req.IDs))
+		for i, k := range req.IDs {
+			ids[i] = string(k)
+		}
+		err = c.resync(w, r, ids)
 	}
 	if err != nil {
 		c.fail(w, r, err)
 	}
 }
 
-func (c *Console) resync(w http.ResponseWriter, r *http.Request, ids []int64) error {
-	for _, id := range ids {
-		if id <= 0 {
-			return fmt.Errorf("%w: %d is not a positive integer", errBadID, id)
-		}
-	}
+func (c *Console) resync(w http.ResponseWriter, r *http.Request, ids []string) error {
 	n, err := reconcile.RequeueBy(r.Context(), c.cfg.Pool, ids, actorAPI)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -29,13 +30,13 @@ func TestUnauthenticated(t *testing.T) {
 	}{
 		{"GET", "/api/v1/status", "", 401},
 		{"GET", "/api/v1/employees", "Bearer wrong-token", 401},
-		{"GET", fmt.Sprintf("/api/v1/employees/%d", id), "Basic " + token, 401},
-		{"POST", fmt.Sprintf("/api/v1/employees/%d/resync", id), "", 401},
+		{"GET", fmt.Sprintf("/api/v1/employees/%s", id), "Basic " + token, 401},
+		{"POST", fmt.Sprintf("/api/v1/employees/%s/resync", id), "", 401},
 		{"POST", "/api/v1/resync", "Bearer", 401},
 		{"GET", "/", "", http.StatusSeeOther},
 		{"GET", "/employees?q=maria", "", http.StatusSeeOther},
-		{"GET", fmt.Sprintf("/employees/%d", id), "Bearer " + token, http.StatusSeeOther}, // pages take the session, not the bearer
-		{"POST", fmt.Sprintf("/employees/%d/sync", id), "", 401},
+		{"GET", fmt.Sprintf("/employees/%s", id), "Bearer " + token, http.StatusSeeOther}, // pages take the session, not the bearer
+		{"POST", fmt.Sprintf("/employees/%s/sync", id), "", 401},
 	} {
 		h := map[string]string{}
 		if tc.auth != "" {
@@ -84,7 +85,7 @@ func TestLoginSession(t *testing.T) {
 	require.Equal(t, http.SameSiteStrictMode, ck.SameSite)
 
 	c := b.browser()
-	resp, err = c.Get(fmt.Sprintf("%s/employees/%d", b.srv.URL, id))
+	resp, err = c.Get(fmt.Sprintf("%s/employees/%s", b.srv.URL, id))
 	require.NoError(t, err)
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -94,7 +95,7 @@ func TestLoginSession(t *testing.T) {
 	require.Len(t, csrf, 2)
 
 	// A form POST without the session's form token is refused and does nothing.
-	resp, err = c.PostForm(fmt.Sprintf("%s/employees/%d/sync", b.srv.URL, id), url.Values{"csrf": {"forged"}})
+	resp, err = c.PostForm(fmt.Sprintf("%s/employees/%s/sync", b.srv.URL, id), url.Values{"csrf": {"forged"}})
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
@@ -102,7 +103,7 @@ func TestLoginSession(t *testing.T) {
 
 	// With it, Sync now requeues the employee and records the console as actor.
 	b.exec(`DELETE FROM auth0_outbox`)
-	resp, err = c.PostForm(fmt.Sprintf("%s/employees/%d/sync", b.srv.URL, id), url.Values{"csrf": {csrf[1]}})
+	resp, err = c.PostForm(fmt.Sprintf("%s/employees/%s/sync", b.srv.URL, id), url.Values{"csrf": {csrf[1]}})
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
@@ -110,7 +111,7 @@ func TestLoginSession(t *testing.T) {
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM auth0_outbox WHERE employee_id = $1 AND op = 'resync'`, id))
 
 	// A cross-origin POST is refused even with the session and the form token.
-	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/employees/%d/sync", b.srv.URL, id), strings.NewReader(url.Values{"csrf": {csrf[1]}}.Encode()))
+	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/employees/%s/sync", b.srv.URL, id), strings.NewReader(url.Values{"csrf": {csrf[1]}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", "http://evil.example")
 	resp, err = c.Do(req)
@@ -139,15 +140,15 @@ func TestAPIEmployeesList(t *testing.T) {
 
 	type page struct {
 		Employees []struct {
-			ID     int64   `json:"id"`
+			ID     string  `json:"id"`
 			Email  string  `json:"email"`
 			Status string  `json:"auth0_sync_status"`
 			Error  *string `json:"auth0_sync_error"`
 		} `json:"employees"`
-		NextAfter *int64 `json:"next_after"`
+		NextAfter *string `json:"next_after"`
 	}
 	// Keyset paging walks every row once.
-	seen := map[int64]bool{}
+	seen := map[string]bool{}
 	path := "/api/v1/employees?limit=50"
 	pages := 0
 	for {
@@ -162,7 +163,7 @@ func TestAPIEmployeesList(t *testing.T) {
 		if p.NextAfter == nil {
 			break
 		}
-		path = fmt.Sprintf("/api/v1/employees?limit=50&after=%d", *p.NextAfter)
+		path = "/api/v1/employees?limit=50&after=" + url.QueryEscape(*p.NextAfter)
 	}
 	require.Len(t, seen, 121)
 	require.Equal(t, 3, pages)
@@ -173,7 +174,7 @@ func TestAPIEmployeesList(t *testing.T) {
 	require.Len(t, p.Employees, 12)
 	for _, e := range p.Employees {
 		require.Equal(t, "failed", e.Status)
-		require.Equal(t, fmt.Sprintf("bad row %d", e.ID), *e.Error, "each with its reason")
+		require.Equal(t, "bad row "+e.ID, *e.Error, "each with its reason")
 	}
 	// Search by the start of an email (case-insensitive; LIKE wildcards are literal) or by id.
 	p = decodeJSON[page](t, mustCall(t, b, "/api/v1/employees?q=PERSON11"))
@@ -184,9 +185,9 @@ func TestAPIEmployeesList(t *testing.T) {
 	require.Empty(t, p.Employees)
 	p = decodeJSON[page](t, mustCall(t, b, "/api/v1/employees?q=7"))
 	require.Len(t, p.Employees, 1)
-	require.Equal(t, int64(7), p.Employees[0].ID)
+	require.Equal(t, "7", p.Employees[0].ID)
 
-	for _, bad := range []string{"status=nonsense", "limit=0", "limit=501", "after=x", "after=-1"} {
+	for _, bad := range []string{"status=nonsense", "limit=0", "limit=501", "after=x", "after=1.5"} {
 		code, body := b.call("GET", "/api/v1/employees?"+bad, "")
 		require.Equal(t, 400, code, bad)
 		require.Contains(t, body, `"error"`)
@@ -219,18 +220,20 @@ func TestAPIResync(t *testing.T) {
 		want       int
 		says       string
 	}{
-		{"/api/v1/resync", fmt.Sprintf(`{"ids":[%d, 999999]}`, a), 404, "999999"},
+		{"/api/v1/resync", fmt.Sprintf(`{"ids":[%s, 999999]}`, a), 404, "999999"},
 		{"/api/v1/resync", `{"ids":[`, 400, "malformed JSON"},
 		{"/api/v1/resync", `{"ids":[1],"extra":true}`, 400, "unknown field"},
 		{"/api/v1/resync", `{"ids":[]}`, 400, "at least one"},
-		{"/api/v1/resync", `{"ids":[-4]}`, 400, "positive"},
+		{"/api/v1/resync", `{"ids":[1.5]}`, 400, "not an employee key"},
+		{"/api/v1/resync", `{"ids":["x"]}`, 400, `x\" is not an employee key (the employees key is bigint)`},
+		{"/api/v1/resync", `{"ids":[-4]}`, 404, "no employee with id -4"},
 		{"/api/v1/resync", `{"ids":[1]} {"ids":[2]}`, 400, "more than one"},
 		{"/api/v1/resync", `{"ids":[` + strings.Repeat("1,", 40000) + `1]}`, 413, "larger than"},
-		{"/api/v1/employees/999999/resync", "", 404, "no employee with id [999999]"},
-		{"/api/v1/employees/abc/resync", "", 400, "not a positive integer"},
+		{"/api/v1/employees/999999/resync", "", 404, "no employee with id 999999"},
+		{"/api/v1/employees/abc/resync", "", 400, `abc\" is not an employee key`},
 		{"/api/v1/employees/1/frobnicate", "", 404, "no such API route"},
-		{fmt.Sprintf("/api/v1/employees/%d/resync", a), `{"force": tru`, 400, "malformed JSON"},
-		{fmt.Sprintf("/api/v1/employees/%d/resync", a), `{"forced": true}`, 400, "unknown field"},
+		{fmt.Sprintf("/api/v1/employees/%s/resync", a), `{"force": tru`, 400, "malformed JSON"},
+		{fmt.Sprintf("/api/v1/employees/%s/resync", a), `{"forced": true}`, 400, "unknown field"},
 	} {
 		code, body := b.call("POST", tc.path, tc.body)
 		require.Equal(t, tc.want, code, "%s %.60s: %s", tc.path, tc.body, body)
@@ -238,14 +241,14 @@ func TestAPIResync(t *testing.T) {
 		unchanged()
 	}
 
-	code, body := b.call("POST", fmt.Sprintf("/api/v1/employees/%d/resync", a), "")
+	code, body := b.call("POST", fmt.Sprintf("/api/v1/employees/%s/resync", a), "")
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, 1, b.auditRows(a, reconcile.ActionResyncRequest, "console api"))
 	// The reference endpoint's body is accepted (a resync never makes a second account).
-	code, body = b.call("POST", fmt.Sprintf("/api/v1/employees/%d/resync", a), `{"force": true}`)
+	code, body = b.call("POST", fmt.Sprintf("/api/v1/employees/%s/resync", a), `{"force": true}`)
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, 2, b.auditRows(a, reconcile.ActionResyncRequest, "console api"))
-	code, body = b.call("POST", "/api/v1/resync", fmt.Sprintf(`{"ids":[%d,%d,%d]}`, a, g, g))
+	code, body = b.call("POST", "/api/v1/resync", fmt.Sprintf(`{"ids":[%s,%s,%s]}`, a, g, g))
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, int64(2), decodeJSON[struct{ Marked int64 }](t, body).Marked)
 	require.Equal(t, 3, b.auditRows(a, reconcile.ActionResyncRequest, "console api"))
@@ -287,7 +290,7 @@ func TestAPIEmployeeAndLink(t *testing.T) {
 			ReconcileID *string `json:"reconcile_id"`
 		} `json:"timeline"`
 	}
-	det := decodeJSON[detail](t, mustCall(t, b, fmt.Sprintf("/api/v1/employees/%d", d)))
+	det := decodeJSON[detail](t, mustCall(t, b, fmt.Sprintf("/api/v1/employees/%s", d)))
 	require.Equal(t, "conflict", det.Employee.Status)
 	require.Equal(t, hand.UserID, det.ConflictAccount)
 	require.Equal(t, "dorothy@example.com", det.Desired["email"])
@@ -297,7 +300,7 @@ func TestAPIEmployeeAndLink(t *testing.T) {
 	require.NotNil(t, det.Timeline[0].ReconcileID)
 
 	before := b.emu.Emulator.WriteCount()
-	det = decodeJSON[detail](t, mustCall(t, b, fmt.Sprintf("/api/v1/employees/%d?auth0=1", d)))
+	det = decodeJSON[detail](t, mustCall(t, b, fmt.Sprintf("/api/v1/employees/%s?auth0=1", d)))
 	require.NotNil(t, det.Auth0)
 	require.Contains(t, det.Auth0.Error, "belongs to Auth0 account "+hand.UserID)
 	require.Equal(t, before, b.emu.Emulator.WriteCount(), "a live read writes nothing")
@@ -314,11 +317,11 @@ func TestAPIEmployeeAndLink(t *testing.T) {
 		want       int
 		says       string
 	}{
-		{fmt.Sprintf("/api/v1/employees/%d/link", d), `{"auth0_user_id":"auth0|doesnotexist"}`, 422, "Auth0 has no account"},
-		{fmt.Sprintf("/api/v1/employees/%d/link", d), fmt.Sprintf(`{"auth0_user_id":%q}`, adaAccount), 422, fmt.Sprintf("belongs to employee %d", other)},
-		{fmt.Sprintf("/api/v1/employees/%d/link", d), `{"auth0_user_id":""}`, 422, "no Auth0 user id"},
-		{fmt.Sprintf("/api/v1/employees/%d/link", d), `{"auth0_user_id":`, 400, "malformed"},
-		{"/api/v1/employees/999999/link", fmt.Sprintf(`{"auth0_user_id":%q}`, hand.UserID), 404, "no employee with id [999999]"},
+		{fmt.Sprintf("/api/v1/employees/%s/link", d), `{"auth0_user_id":"auth0|doesnotexist"}`, 422, "Auth0 has no account"},
+		{fmt.Sprintf("/api/v1/employees/%s/link", d), fmt.Sprintf(`{"auth0_user_id":%q}`, adaAccount), 422, fmt.Sprintf("belongs to employee %s", other)},
+		{fmt.Sprintf("/api/v1/employees/%s/link", d), `{"auth0_user_id":""}`, 422, "no Auth0 user id"},
+		{fmt.Sprintf("/api/v1/employees/%s/link", d), `{"auth0_user_id":`, 400, "malformed"},
+		{"/api/v1/employees/999999/link", fmt.Sprintf(`{"auth0_user_id":%q}`, hand.UserID), 404, "no employee with id 999999"},
 	} {
 		code, body := b.call("POST", tc.path, tc.body)
 		require.Equal(t, tc.want, code, "%s %s: %s", tc.path, tc.body, body)
@@ -327,13 +330,13 @@ func TestAPIEmployeeAndLink(t *testing.T) {
 	}
 	// An account another row is linked to (without employee_id in Auth0) is refused too.
 	b.exec(`UPDATE employees SET auth0_user_id = $1 WHERE id = $2`, hand.UserID, other)
-	code, body := b.call("POST", fmt.Sprintf("/api/v1/employees/%d/link", d), fmt.Sprintf(`{"auth0_user_id":%q}`, hand.UserID))
+	code, body := b.call("POST", fmt.Sprintf("/api/v1/employees/%s/link", d), fmt.Sprintf(`{"auth0_user_id":%q}`, hand.UserID))
 	require.Equal(t, 422, code, body)
-	require.Contains(t, body, fmt.Sprintf("linked to employee %d", other))
+	require.Contains(t, body, fmt.Sprintf("linked to employee %s", other))
 	unchanged()
 	b.exec(`UPDATE employees SET auth0_user_id = $1 WHERE id = $2`, adaAccount, other)
 
-	code, body = b.call("POST", fmt.Sprintf("/api/v1/employees/%d/link", d), fmt.Sprintf(`{"auth0_user_id":%q}`, hand.UserID))
+	code, body = b.call("POST", fmt.Sprintf("/api/v1/employees/%s/link", d), fmt.Sprintf(`{"auth0_user_id":%q}`, hand.UserID))
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, 1, b.auditRows(d, reconcile.ActionLinkRequest, "console api"))
 	st, uid, _ := b.status(d)
@@ -341,7 +344,9 @@ func TestAPIEmployeeAndLink(t *testing.T) {
 	require.Equal(t, hand.UserID, uid)
 	require.Equal(t, reconcile.StatusSynced, b.reconcile(d).Status)
 	u := b.emu.Emulator.User(hand.UserID)
-	require.EqualValues(t, d, u["app_metadata"].(map[string]any)["employee_id"], "the linked account now carries the employee")
+	n, err := strconv.ParseFloat(d, 64)
+	require.NoError(t, err)
+	require.Equal(t, n, u["app_metadata"].(map[string]any)["employee_id"], "the linked account now carries the employee")
 }
 
 // TestSQLResync: syncd_resync from ordinary SQL, all or nothing, executable
@@ -371,7 +376,7 @@ func TestSQLResync(t *testing.T) {
 
 	// A role without the grant cannot call it; with EXECUTE alone (no table
 	// rights) it can.
-	role := fmt.Sprintf("console_app_%d", a)
+	role := fmt.Sprintf("console_app_%s", a)
 	b.exec(`CREATE ROLE ` + role)
 	t.Cleanup(func() { _, _ = b.pool.Exec(b.ctx, `DROP OWNED BY `+role); _, _ = b.pool.Exec(b.ctx, `DROP ROLE `+role) })
 	tx, err := b.pool.Begin(b.ctx)

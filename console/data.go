@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +19,7 @@ var Statuses = []string{reconcile.StatusPending, reconcile.StatusSyncing, reconc
 
 // Employee is an employees row as the console shows it.
 type Employee struct {
-	ID           int64      `json:"id"`
+	ID           string     `json:"id"` // the table's key, as text
 	Name         *string    `json:"name"`
 	Email        *string    `json:"email"`
 	Department   *string    `json:"department"`
@@ -37,7 +36,7 @@ type Employee struct {
 	NextAttempt  *time.Time `json:"auth0_next_attempt_at"`
 }
 
-const employeeCols = `id, name, email, department, phone_number, connecteam_id, role_code, active, auth0_sync_status,
+const employeeCols = `id::text AS employee_key, name, email, department, phone_number, connecteam_id, role_code, active, auth0_sync_status,
 	auth0_sync_error, auth0_sync_attempts, auth0_user_id, auth0_account_created_at, auth0_synced_at, auth0_next_attempt_at`
 
 // ListQuery selects a page of employees.
@@ -46,8 +45,9 @@ type ListQuery struct {
 	Status string
 	// Search is an employee id or the start of an email (case-insensitive).
 	Search string
-	// After is the last id of the previous page (keyset paging).
-	After int64
+	// After is the last key of the previous page (keyset paging; "" for
+	// the first page).
+	After string
 	// Limit is the page size (1..500, default 50).
 	Limit int
 }
@@ -56,7 +56,7 @@ type ListQuery struct {
 // nil on the last.
 type ListPage struct {
 	Employees []Employee `json:"employees"`
-	NextAfter *int64     `json:"next_after"`
+	NextAfter *string    `json:"next_after"`
 }
 
 // errBadQuery is a list query the console refuses (400).
@@ -71,9 +71,6 @@ func (q *ListQuery) validate() error {
 	}
 	if q.Status != "" && !contains(Statuses, q.Status) {
 		return fmt.Errorf("%w: status must be one of %s, got %q", errBadQuery, strings.Join(Statuses, ", "), q.Status)
-	}
-	if q.After < 0 {
-		return fmt.Errorf("%w: after must not be negative", errBadQuery)
 	}
 	q.Search = strings.TrimSpace(q.Search)
 	if len(q.Search) > 320 {
@@ -97,8 +94,15 @@ func (c *Console) listEmployees(ctx context.Context, q ListQuery) (*ListPage, er
 	if err := q.validate(); err != nil {
 		return nil, err
 	}
-	where := []string{"id > $1"}
-	args := []any{q.After}
+	where := []string{"true"}
+	var args []any
+	if q.After != "" {
+		if err := reconcile.CheckKeys(ctx, c.cfg.Pool, []string{q.After}); err != nil {
+			return nil, fmt.Errorf("%w: after: %w", errBadQuery, err)
+		}
+		args = append(args, q.After)
+		where[0] = fmt.Sprintf("id > (SELECT key FROM syncd_parse_keys(ARRAY[$%d::text]))", len(args))
+	}
 	if q.Status != "" {
 		// A literal (validated against Statuses), not a parameter: a cached
 		// generic plan would not know how rare the status is and would walk
@@ -108,10 +112,8 @@ func (c *Console) listEmployees(ctx context.Context, q ListQuery) (*ListPage, er
 	if q.Search != "" {
 		args = append(args, likePrefix(strings.ToLower(q.Search)))
 		cond := fmt.Sprintf("lower(email) LIKE $%d", len(args))
-		if id, err := strconv.ParseInt(q.Search, 10, 64); err == nil {
-			args = append(args, id)
-			cond = fmt.Sprintf("(%s OR id = $%d)", cond, len(args))
-		}
+		args = append(args, q.Search)
+		cond = fmt.Sprintf("(%s OR id = (SELECT key FROM syncd_parse_keys(ARRAY[$%d::text])))", cond, len(args))
 		where = append(where, cond)
 	}
 	args = append(args, q.Limit+1)
@@ -139,14 +141,18 @@ func likePrefix(s string) string {
 	return r.Replace(s) + "%"
 }
 
-func (c *Console) employee(ctx context.Context, id int64) (*Employee, error) {
-	rows, err := c.cfg.Pool.Query(ctx, `SELECT `+employeeCols+` FROM employees WHERE id = $1`, id)
+func (c *Console) employee(ctx context.Context, id string) (*Employee, error) {
+	rows, err := c.cfg.Pool.Query(ctx, `SELECT `+employeeCols+` FROM employees
+		WHERE id = (SELECT key FROM syncd_parse_keys(ARRAY[$1::text]))`, id)
 	if err != nil {
 		return nil, fmt.Errorf("read employee: %w", err)
 	}
 	e, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[Employee])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("employee %d: %w", id, reconcile.ErrNoEmployee)
+		if err := reconcile.CheckKeys(ctx, c.cfg.Pool, []string{id}); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("employee %s: %w", id, reconcile.ErrNoEmployee)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read employee: %w", err)
@@ -169,7 +175,7 @@ type LogEntry struct {
 // timelineLimit is how many audit rows an employee's page shows.
 const timelineLimit = 200
 
-func (c *Console) timeline(ctx context.Context, id int64) ([]LogEntry, error) {
+func (c *Console) timeline(ctx context.Context, id string) ([]LogEntry, error) {
 	rows, err := c.cfg.Pool.Query(ctx, `SELECT id, created_at, action, status, auth0_user_id, error, reconcile_id, response_data
 		FROM auth0_sync_logs WHERE employee_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, id, timelineLimit)
 	if err != nil {
@@ -215,11 +221,12 @@ type Account struct {
 	Linked bool            `json:"linked"`
 }
 
-func (c *Console) detail(ctx context.Context, id int64, live bool) (*Detail, error) {
+func (c *Console) detail(ctx context.Context, id string, live bool) (*Detail, error) {
 	e, err := c.employee(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	id = e.ID // as the table writes it
 	d := &Detail{Employee: e}
 	if e.Status == reconcile.StatusConflict && e.Error != nil {
 		d.ConflictAccount = reconcile.ConflictAccount(*e.Error)

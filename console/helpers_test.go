@@ -39,6 +39,11 @@ type bundle struct {
 
 func setup(t testing.TB) *bundle {
 	t.Helper()
+	return setupOn(t, pgtest.NewDatabase(t))
+}
+
+func setupOn(t testing.TB, dbURL string) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	emu, err := emulator.Listen("127.0.0.1:0", emulator.Options{Roles: []string{"production_associate", "production_lead"}})
 	require.NoError(t, err)
@@ -47,7 +52,7 @@ func setup(t testing.TB) *bundle {
 	require.NoError(t, err)
 	api, err := auth0.New(auth0.Config{BaseURL: base, ClientID: emulator.DefaultClientID, ClientSecret: emulator.DefaultClientSecret})
 	require.NoError(t, err)
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	rec, err := reconcile.New(pool, api, reconcile.Config{Roles: map[string]string{"associate": "production_associate", "lead": "production_lead"}})
@@ -59,10 +64,10 @@ func setup(t testing.TB) *bundle {
 	return &bundle{t: t, ctx: ctx, pool: pool, emu: emu, api: api, rec: rec, con: con, srv: srv}
 }
 
-func (b *bundle) insert(name, email, role string) int64 {
+func (b *bundle) insert(name, email, role string) string {
 	b.t.Helper()
-	var id int64
-	require.NoError(b.t, b.pool.QueryRow(b.ctx, `INSERT INTO employees (name, email, department, role_code) VALUES ($1, $2, 'Quality', $3) RETURNING id`,
+	var id string
+	require.NoError(b.t, b.pool.QueryRow(b.ctx, `INSERT INTO employees (name, email, department, role_code) VALUES ($1, $2, 'Quality', $3) RETURNING id::text`,
 		name, email, role).Scan(&id))
 	return id
 }
@@ -80,7 +85,7 @@ func (b *bundle) count(sql string, args ...any) int {
 	return n
 }
 
-func (b *bundle) status(id int64) (status, userID, syncErr string) {
+func (b *bundle) status(id string) (status, userID, syncErr string) {
 	b.t.Helper()
 	require.NoError(b.t, b.pool.QueryRow(b.ctx, `SELECT auth0_sync_status, coalesce(auth0_user_id, ''), coalesce(auth0_sync_error, '')
 		FROM employees WHERE id = $1`, id).Scan(&status, &userID, &syncErr))
@@ -88,7 +93,7 @@ func (b *bundle) status(id int64) (status, userID, syncErr string) {
 }
 
 // reconcile runs one reconcile as the daemon's worker would.
-func (b *bundle) reconcile(id int64) reconcile.Outcome {
+func (b *bundle) reconcile(id string) reconcile.Outcome {
 	b.t.Helper()
 	out, err := b.rec.Reconcile(b.ctx, id)
 	require.NoError(b.t, err)
@@ -147,6 +152,6 @@ func (b *bundle) browser() *http.Client {
 }
 
 // auditRows counts employee id's audit rows of action by actor.
-func (b *bundle) auditRows(id int64, action, actor string) int {
+func (b *bundle) auditRows(id string, action, actor string) int {
 	return b.count(`SELECT count(*) FROM auth0_sync_logs WHERE employee_id = $1 AND action = $2 AND response_data->>'actor' = $3`, id, action, actor)
 }

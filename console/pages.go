@@ -7,13 +7,15 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/syncd/syncd/reconcile"
 )
 
 var funcs = template.FuncMap{
+	// keypath is an employee key as one URL path segment (a text key may
+	// hold '/', '?' or '#').
+	"keypath": url.PathEscape,
 	"ago": func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -132,7 +134,7 @@ func (c *Console) employeesPage(w http.ResponseWriter, r *http.Request) {
 	}
 	data := map[string]any{"Title": "Employees", "Q": q, "Page": page, "Statuses": Statuses}
 	if page.NextAfter != nil {
-		v := url.Values{"after": {strconv.FormatInt(*page.NextAfter, 10)}}
+		v := url.Values{"after": {*page.NextAfter}}
 		if q.Status != "" {
 			v.Set("status", q.Status)
 		}
@@ -141,7 +143,7 @@ func (c *Console) employeesPage(w http.ResponseWriter, r *http.Request) {
 		}
 		data["Next"] = "/employees?" + v.Encode()
 	}
-	if q.After > 0 {
+	if q.After != "" {
 		v := url.Values{}
 		if q.Status != "" {
 			v.Set("status", q.Status)
@@ -164,11 +166,11 @@ func (c *Console) employeePage(w http.ResponseWriter, r *http.Request) {
 		c.pageError(w, r, err)
 		return
 	}
-	data := map[string]any{"Title": fmt.Sprintf("Employee %d", id), "D": d, "E": d.Employee, "Notice": r.URL.Query().Get("done")}
+	data := map[string]any{"Title": "Employee " + d.Employee.ID, "D": d, "E": d.Employee, "Notice": r.URL.Query().Get("done")}
 	switch d.Employee.Status {
 	case reconcile.StatusPending, reconcile.StatusSyncing:
 		// Watch it converge: reload (without the Auth0 read) until it settles.
-		data["Refresh"] = fmt.Sprintf("2; url=/employees/%d", id)
+		data["Refresh"] = "2; url=" + employeePath(d.Employee.ID)
 	}
 	c.render(w, r, http.StatusOK, "employee", data)
 }
@@ -176,14 +178,14 @@ func (c *Console) employeePage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) syncForm(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err == nil {
-		_, err = reconcile.RequeueBy(r.Context(), c.cfg.Pool, []int64{id}, actorPage)
+		_, err = reconcile.RequeueBy(r.Context(), c.cfg.Pool, []string{id}, actorPage)
 	}
 	if err != nil {
 		c.pageError(w, r, err)
 		return
 	}
 	c.log.InfoContext(r.Context(), "console: resync requested", "employee_id", id, "actor", actorPage)
-	http.Redirect(w, r, fmt.Sprintf("/employees/%d?done=sync", id), http.StatusSeeOther)
+	http.Redirect(w, r, employeePath(id)+"?done=sync", http.StatusSeeOther)
 }
 
 func (c *Console) linkForm(w http.ResponseWriter, r *http.Request) {
@@ -197,5 +199,8 @@ func (c *Console) linkForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.InfoContext(r.Context(), "console: account linked", "employee_id", id, "auth0_user_id", userID, "actor", actorPage)
-	http.Redirect(w, r, fmt.Sprintf("/employees/%d?done=link", id), http.StatusSeeOther)
+	http.Redirect(w, r, employeePath(id)+"?done=link", http.StatusSeeOther)
 }
+
+// employeePath is the page of employee key.
+func employeePath(key string) string { return "/employees/" + url.PathEscape(key) }

@@ -26,10 +26,10 @@ func BenchmarkInsertToHandler(b *testing.B) {
 			}
 			var (
 				mu   sync.Mutex
-				seen = make(map[int64]time.Time)
+				seen = make(map[string]time.Time)
 				got  = make(chan struct{}, 1)
 			)
-			handler := func(_ context.Context, id int64) error {
+			handler := func(_ context.Context, id string) error {
 				mu.Lock()
 				if _, ok := seen[id]; !ok {
 					seen[id] = time.Now()
@@ -61,8 +61,8 @@ func BenchmarkInsertToHandler(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				start := time.Now()
-				var id int64
-				require.NoError(b, writer.QueryRow(ctx, "INSERT INTO employees (name, email) VALUES ('Bench', 'bench@example.com') RETURNING id").Scan(&id))
+				var id string
+				require.NoError(b, writer.QueryRow(ctx, "INSERT INTO employees (name, email) VALUES ('Bench', 'bench@example.com') RETURNING id::text").Scan(&id))
 				for {
 					mu.Lock()
 					at, ok := seen[id]
@@ -74,7 +74,7 @@ func BenchmarkInsertToHandler(b *testing.B) {
 					select {
 					case <-got:
 					case <-time.After(waitLong):
-						b.Fatalf("key %d never handled", id)
+						b.Fatalf("key %s never handled", id)
 					}
 				}
 			}
@@ -137,7 +137,7 @@ func BenchmarkDrain(b *testing.B) {
 			if kind == kindReplication {
 				slot = newSlot(b, pool)
 			}
-			handler := func(context.Context, int64) error { return nil }
+			handler := func(context.Context, string) error { return nil }
 			startProc(b, kind, url, procOptions{handler: handler, slot: slot, logger: discardLogger, workers: 8})
 			if kind == kindReplication {
 				require.Eventually(b, func() bool {

@@ -75,12 +75,12 @@ func exec(tb testing.TB, pool *pgxpool.Pool, query string, args ...any) {
 }
 
 // insertEmployees inserts n employees in one statement and returns their ids.
-func insertEmployees(tb testing.TB, pool *pgxpool.Pool, n int) []int64 {
+func insertEmployees(tb testing.TB, pool *pgxpool.Pool, n int) []string {
 	tb.Helper()
 	rows, err := pool.Query(context.Background(), `INSERT INTO employees (name, email)
-		SELECT 'E' || g, 'e' || g || '-' || md5(random()::text) || '@example.com' FROM generate_series(1, $1) g RETURNING id`, n)
+		SELECT 'E' || g, 'e' || g || '-' || md5(random()::text) || '@example.com' FROM generate_series(1, $1) g RETURNING id::text`, n)
 	require.NoError(tb, err)
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(tb, err)
 	return ids
 }
@@ -99,25 +99,25 @@ type recorder struct {
 	delay time.Duration
 
 	mu       sync.Mutex
-	runs     map[int64]int
-	lastName map[int64]string
-	active   map[int64]int
+	runs     map[string]int
+	lastName map[string]string
+	active   map[string]int
 	overlaps int
 	total    atomic.Int64
-	seen     chan int64
+	seen     chan string
 }
 
 func newRecorder(pool *pgxpool.Pool) *recorder {
 	return &recorder{
 		pool:     pool,
-		runs:     make(map[int64]int),
-		lastName: make(map[int64]string),
-		active:   make(map[int64]int),
-		seen:     make(chan int64, 1<<16),
+		runs:     make(map[string]int),
+		lastName: make(map[string]string),
+		active:   make(map[string]int),
+		seen:     make(chan string, 1<<16),
 	}
 }
 
-func (r *recorder) handle(ctx context.Context, id int64) error {
+func (r *recorder) handle(ctx context.Context, id string) error {
 	r.mu.Lock()
 	r.active[id]++
 	if r.active[id] > 1 {
@@ -151,13 +151,13 @@ func (r *recorder) handle(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (r *recorder) runsOf(id int64) int {
+func (r *recorder) runsOf(id string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.runs[id]
 }
 
-func (r *recorder) nameOf(id int64) string {
+func (r *recorder) nameOf(id string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lastName[id]
@@ -170,7 +170,7 @@ func (r *recorder) overlapCount() int {
 }
 
 // handledAll reports whether every id was handled at least once.
-func (r *recorder) handledAll(ids []int64) bool {
+func (r *recorder) handledAll(ids []string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range ids {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestNotifyPollFindsRowsWithoutNotification(t *testing.T) {
 	p := startProc(t, kindNotify, f.url, f.opts)
 	// Written behind the triggers' back: no NOTIFY.
 	exec(t, f.pool, "INSERT INTO auth0_outbox (employee_id, op) VALUES (4242, 'resync')")
-	require.Equal(t, int64(4242), recv(t, p.rec.seen))
+	require.Equal(t, "4242", recv(t, p.rec.seen))
 	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery)
 }
 
@@ -58,20 +59,20 @@ func TestNotifyExpiredLeaseIsClaimedAgain(t *testing.T) {
 		VALUES (1, 'update', 'dead-process', now() + interval '1 hour'), (1, 'update', NULL, NULL), (2, 'update', NULL, NULL)`)
 	p := startProc(t, kindNotify, f.url, f.opts)
 
-	require.Equal(t, int64(2), recv(t, p.rec.seen), "a free key is handled")
+	require.Equal(t, "2", recv(t, p.rec.seen), "a free key is handled")
 	// Rows written later are claimed by later claims, each of which passed
 	// over employee 1: it is the dead process's until its lease expires.
 	for k := int64(3); k < 6; k++ {
 		exec(t, f.pool, "INSERT INTO auth0_outbox (employee_id, op) VALUES ($1, 'update')", k)
-		require.Equal(t, k, recv(t, p.rec.seen))
+		require.Equal(t, strconv.FormatInt(k, 10), recv(t, p.rec.seen))
 	}
-	require.Zero(t, p.rec.runsOf(1), "a key leased by another process is not handled")
+	require.Zero(t, p.rec.runsOf("1"), "a key leased by another process is not handled")
 	require.Equal(t, 2, count(t, f.pool, "SELECT count(*) FROM auth0_outbox WHERE employee_id = 1"))
 
 	exec(t, f.pool, "UPDATE auth0_outbox SET locked_until = now() - interval '1 second' WHERE locked_by = 'dead-process'")
-	require.Equal(t, int64(1), recv(t, p.rec.seen), "the expired lease is claimed again")
+	require.Equal(t, "1", recv(t, p.rec.seen), "the expired lease is claimed again")
 	require.Eventually(t, func() bool { return f.outbox(t) == 0 }, waitLong, pollEvery)
-	require.Equal(t, 1, p.rec.runsOf(1), "both rows of the key in one run")
+	require.Equal(t, 1, p.rec.runsOf("1"), "both rows of the key in one run")
 }
 
 func TestNotifyTwoProcessesNeverHandleAKeyAtOnce(t *testing.T) {
@@ -85,7 +86,7 @@ func TestNotifyTwoProcessesNeverHandleAKeyAtOnce(t *testing.T) {
 	b := startProc(t, kindNotify, f.url, f.opts)
 
 	ids := insertEmployees(t, f.pool, 100)
-	final := make(map[int64]string)
+	final := make(map[string]string)
 	var (
 		mu       sync.Mutex
 		writeErr error
@@ -113,7 +114,7 @@ func TestNotifyTwoProcessesNeverHandleAKeyAtOnce(t *testing.T) {
 	require.Zero(t, rec.overlapCount(), "no key handled by both processes at once")
 	require.True(t, rec.handledAll(ids), "every row handled once or more")
 	for id, name := range final {
-		require.Equal(t, name, rec.nameOf(id), "the last run of %d saw its last state", id)
+		require.Equal(t, name, rec.nameOf(id), "the last run of %s saw its last state", id)
 	}
 	a.stop(t)
 	b.stop(t)
@@ -150,7 +151,7 @@ func TestNotifyShutdownReleasesUnhandledRows(t *testing.T) {
 
 func TestNotifyConfigErrors(t *testing.T) {
 	t.Parallel()
-	q := NewQueue(QueueConfig{Handler: func(context.Context, int64) error { return nil }})
+	q := NewQueue(QueueConfig{Handler: func(context.Context, string) error { return nil }})
 	err := NewNotifySource(nil, q, NotifyConfig{Lease: time.Millisecond}).Run(context.Background())
 	var ce *ConfigError
 	require.ErrorAs(t, err, &ce)

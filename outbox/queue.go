@@ -17,7 +17,7 @@ import (
 // Handler handles one key: it reads the current state of employee
 // employeeID and converges it. nil means handled; an error means the key is
 // retried with backoff.
-type Handler func(ctx context.Context, employeeID int64) error
+type Handler func(ctx context.Context, employeeID string) error
 
 // Ack is told the fate of a key handed over with EnqueueAck. handled is true
 // once a handler run of the key that started after EnqueueAck returned has
@@ -96,7 +96,7 @@ type Queue struct {
 	faults *faultlog.Tracker
 
 	mu       sync.Mutex
-	keys     map[int64]*keyState
+	keys     map[string]*keyState
 	ready    fifo      // keys that may run now, in arrival order
 	delayed  delayHeap // keys waiting out a backoff
 	inFlight int       // keys running
@@ -108,7 +108,7 @@ type Queue struct {
 // keyState is the state of one key the queue knows of. A key is in the map
 // while it is pending, running or both.
 type keyState struct {
-	id        int64
+	id        string
 	running   bool      // a handler run is under way
 	pending   bool      // a (further) run is wanted
 	queued    bool      // in ready or delayed
@@ -126,21 +126,21 @@ func NewQueue(cfg QueueConfig) *Queue {
 		cfg:    cfg.WithDefaults(),
 		now:    time.Now,
 		faults: faultlog.New(cfg.WithDefaults().Logger, "handling work queue keys"),
-		keys:   make(map[int64]*keyState),
+		keys:   make(map[string]*keyState),
 		wake:   make(chan struct{}, 1),
 	}
 }
 
 // Enqueue asks for a run of employeeID. If the key is already waiting, this
 // is a no-op; if it is running, it runs once more afterwards.
-func (q *Queue) Enqueue(employeeID int64) { q.EnqueueAck(employeeID, nil) }
+func (q *Queue) Enqueue(employeeID string) { q.EnqueueAck(employeeID, nil) }
 
 // EnqueueAck is Enqueue with an acknowledgement: ack (if not nil) is called
 // with true after a handler run of employeeID that started after this call
 // has succeeded, or with false if the queue stops first. A change source
 // deletes the outbox rows it claimed before the call only on ack(true), so a
 // row inserted while the key's handler runs is never deleted by that run.
-func (q *Queue) EnqueueAck(employeeID int64, ack Ack) {
+func (q *Queue) EnqueueAck(employeeID string, ack Ack) {
 	q.mu.Lock()
 	if q.stopped {
 		q.mu.Unlock()
@@ -367,7 +367,7 @@ func (q *Queue) handle(ctx context.Context, st *keyState) {
 
 // call runs the handler, turning a panic into an error so that one bad key
 // cannot take the daemon down.
-func (q *Queue) call(ctx context.Context, id int64) (err error) {
+func (q *Queue) call(ctx context.Context, id string) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panic: %v", r)
@@ -394,13 +394,13 @@ func (q *Queue) stop() {
 
 // fifo is a queue of keys backed by a slice that is compacted as it drains.
 type fifo struct {
-	items []int64
+	items []string
 	head  int
 }
 
-func (f *fifo) push(id int64) { f.items = append(f.items, id) }
-func (f *fifo) len() int      { return len(f.items) - f.head }
-func (f *fifo) pop() int64 {
+func (f *fifo) push(id string) { f.items = append(f.items, id) }
+func (f *fifo) len() int       { return len(f.items) - f.head }
+func (f *fifo) pop() string {
 	id := f.items[f.head]
 	f.head++
 	if f.head == len(f.items) {

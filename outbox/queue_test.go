@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,16 +16,16 @@ import (
 // gate is a handler whose calls block until released, one key at a time.
 type gate struct {
 	mu      sync.Mutex
-	calls   map[int64]int
-	entered chan int64
+	calls   map[string]int
+	entered chan string
 	release chan struct{}
 }
 
 func newGate() *gate {
-	return &gate{calls: make(map[int64]int), entered: make(chan int64, 100), release: make(chan struct{})}
+	return &gate{calls: make(map[string]int), entered: make(chan string, 100), release: make(chan struct{})}
 }
 
-func (g *gate) handle(ctx context.Context, id int64) error {
+func (g *gate) handle(ctx context.Context, id string) error {
 	g.mu.Lock()
 	g.calls[id]++
 	g.mu.Unlock()
@@ -37,7 +38,7 @@ func (g *gate) handle(ctx context.Context, id int64) error {
 	}
 }
 
-func (g *gate) callsOf(id int64) int {
+func (g *gate) callsOf(id string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.calls[id]
@@ -60,20 +61,20 @@ func TestQueueCoalescesWhileInFlight(t *testing.T) {
 	q := NewQueue(QueueConfig{Handler: g.handle, Workers: 4})
 	start(t, q)
 
-	q.Enqueue(7)
-	require.Equal(t, int64(7), recv(t, g.entered))
+	q.Enqueue("7")
+	require.Equal(t, "7", recv(t, g.entered))
 	for range 1000 {
-		q.Enqueue(7)
+		q.Enqueue("7")
 	}
 	st := q.Stats()
 	require.Equal(t, 1, st.InFlight)
 	require.Equal(t, 1, st.Depth, "1000 enqueues of a running key are one pending run")
 
 	g.release <- struct{}{}
-	require.Equal(t, int64(7), recv(t, g.entered), "the key runs once more after its run")
+	require.Equal(t, "7", recv(t, g.entered), "the key runs once more after its run")
 	g.release <- struct{}{}
 	require.Eventually(t, func() bool { s := q.Stats(); return s.InFlight == 0 && s.Depth == 0 }, waitLong, time.Millisecond)
-	require.Equal(t, 2, g.callsOf(7))
+	require.Equal(t, 2, g.callsOf("7"))
 }
 
 func TestQueueAckWaitsForARunThatStartedAfterIt(t *testing.T) {
@@ -82,10 +83,10 @@ func TestQueueAckWaitsForARunThatStartedAfterIt(t *testing.T) {
 	q := NewQueue(QueueConfig{Handler: g.handle})
 	start(t, q)
 
-	q.Enqueue(1)
+	q.Enqueue("1")
 	recv(t, g.entered) // run 1 is under way: it may have read the old state
 	acked := make(chan bool, 1)
-	q.EnqueueAck(1, func(handled bool) { acked <- handled })
+	q.EnqueueAck("1", func(handled bool) { acked <- handled })
 
 	g.release <- struct{}{} // run 1 ends
 	recv(t, g.entered)      // run 2 starts
@@ -96,7 +97,7 @@ func TestQueueAckWaitsForARunThatStartedAfterIt(t *testing.T) {
 	}
 	g.release <- struct{}{}
 	require.True(t, recv(t, acked))
-	require.Equal(t, 2, g.callsOf(1))
+	require.Equal(t, 2, g.callsOf("1"))
 }
 
 func TestQueueNeverRunsAKeyTwiceAtOnce(t *testing.T) {
@@ -104,13 +105,13 @@ func TestQueueNeverRunsAKeyTwiceAtOnce(t *testing.T) {
 	const workers = 6
 	var (
 		mu       sync.Mutex
-		active   = map[int64]int{}
+		active   = map[string]int{}
 		running  int
 		maxSeen  int
 		overlaps int
 		runs     atomic.Int64
 	)
-	handler := func(ctx context.Context, id int64) error {
+	handler := func(ctx context.Context, id string) error {
 		mu.Lock()
 		active[id]++
 		running++
@@ -139,7 +140,7 @@ func TestQueueNeverRunsAKeyTwiceAtOnce(t *testing.T) {
 		wg.Go(func() {
 			for range 2000 {
 				acks.Add(1)
-				q.EnqueueAck(int64(rand.IntN(20)), func(ok bool) {
+				q.EnqueueAck(strconv.Itoa(rand.IntN(20)), func(ok bool) {
 					if ok {
 						handled.Add(1)
 					}
@@ -163,7 +164,7 @@ func TestQueueNeverRunsAKeyTwiceAtOnce(t *testing.T) {
 func TestQueueRetriesFailuresWithBackoff(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	handler := func(ctx context.Context, id int64) error {
+	handler := func(ctx context.Context, id string) error {
 		if calls.Add(1) <= 3 {
 			return errors.New("database down")
 		}
@@ -172,7 +173,7 @@ func TestQueueRetriesFailuresWithBackoff(t *testing.T) {
 	q := NewQueue(QueueConfig{Handler: handler, RetryBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	start(t, q)
 	acked := make(chan bool, 1)
-	q.EnqueueAck(3, func(ok bool) { acked <- ok })
+	q.EnqueueAck("3", func(ok bool) { acked <- ok })
 	require.True(t, recv(t, acked), "acked after the run that succeeded")
 	require.Equal(t, int32(4), calls.Load())
 	require.Eventually(t, func() bool { return q.Stats() == QueueStats{} }, waitLong, time.Millisecond)
@@ -181,7 +182,7 @@ func TestQueueRetriesFailuresWithBackoff(t *testing.T) {
 func TestQueuePanicIsAFailure(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	handler := func(ctx context.Context, id int64) error {
+	handler := func(ctx context.Context, id string) error {
 		if calls.Add(1) == 1 {
 			panic("boom")
 		}
@@ -190,7 +191,7 @@ func TestQueuePanicIsAFailure(t *testing.T) {
 	q := NewQueue(QueueConfig{Handler: handler, RetryBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 	start(t, q)
 	acked := make(chan bool, 1)
-	q.EnqueueAck(1, func(ok bool) { acked <- ok })
+	q.EnqueueAck("1", func(ok bool) { acked <- ok })
 	require.True(t, recv(t, acked))
 	require.Equal(t, int32(2), calls.Load())
 }
@@ -204,10 +205,10 @@ func TestQueueDrainsOnCancel(t *testing.T) {
 	go func() { done <- q.Run(ctx) }()
 
 	ranAck := make(chan bool, 1)
-	q.EnqueueAck(1, func(ok bool) { ranAck <- ok })
+	q.EnqueueAck("1", func(ok bool) { ranAck <- ok })
 	recv(t, g.entered)
 	waitingAck := make(chan bool, 1)
-	q.EnqueueAck(2, func(ok bool) { waitingAck <- ok }) // no free worker: waits
+	q.EnqueueAck("2", func(ok bool) { waitingAck <- ok }) // no free worker: waits
 
 	cancel()
 	select {
@@ -219,10 +220,10 @@ func TestQueueDrainsOnCancel(t *testing.T) {
 	require.NoError(t, recv(t, done))
 	require.True(t, recv(t, ranAck), "the running key finished")
 	require.False(t, recv(t, waitingAck), "the waiting key was given back")
-	require.Zero(t, g.callsOf(2), "no new work after cancel")
+	require.Zero(t, g.callsOf("2"), "no new work after cancel")
 
 	late := make(chan bool, 1)
-	q.EnqueueAck(3, func(ok bool) { late <- ok })
+	q.EnqueueAck("3", func(ok bool) { late <- ok })
 	require.False(t, recv(t, late), "a stopped queue gives keys back at once")
 }
 
@@ -234,7 +235,7 @@ func TestQueueDrainTimeoutCancelsHandlers(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()
 	acked := make(chan bool, 1)
-	q.EnqueueAck(1, func(ok bool) { acked <- ok })
+	q.EnqueueAck("1", func(ok bool) { acked <- ok })
 	recv(t, g.entered)
 	cancel()
 	require.NoError(t, recv(t, done), "the handler's context was cancelled after DrainTimeout")
@@ -249,17 +250,17 @@ func TestQueueStats(t *testing.T) {
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	q.now = func() time.Time { return base.Add(time.Duration(clock.Load())) }
 
-	q.Enqueue(1)
+	q.Enqueue("1")
 	clock.Store(int64(3 * time.Second))
-	q.Enqueue(2)
+	q.Enqueue("2")
 	clock.Store(int64(10 * time.Second))
 	require.Equal(t, QueueStats{Depth: 2, OldestPending: 10 * time.Second}, q.Stats())
 
 	start(t, q)
-	require.Equal(t, int64(1), recv(t, g.entered))
+	require.Equal(t, "1", recv(t, g.entered))
 	require.Equal(t, QueueStats{Depth: 1, InFlight: 1, OldestPending: 7 * time.Second}, q.Stats())
 	g.release <- struct{}{}
-	require.Equal(t, int64(2), recv(t, g.entered))
+	require.Equal(t, "2", recv(t, g.entered))
 	require.Equal(t, QueueStats{InFlight: 1}, q.Stats())
 	g.release <- struct{}{}
 	require.Eventually(t, func() bool { return q.Stats() == QueueStats{} }, waitLong, time.Millisecond)
@@ -272,7 +273,7 @@ func TestQueueConfigErrors(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "Handler", ce.Field)
 
-	err = NewQueue(QueueConfig{Handler: func(context.Context, int64) error { return nil }, RetryBackoff: time.Minute, MaxBackoff: time.Second}).Run(context.Background())
+	err = NewQueue(QueueConfig{Handler: func(context.Context, string) error { return nil }, RetryBackoff: time.Minute, MaxBackoff: time.Second}).Run(context.Background())
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "MaxBackoff", ce.Field)
 }

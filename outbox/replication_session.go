@@ -133,14 +133,14 @@ func (s *ReplicationSource) caughtUp(id int64) bool {
 }
 
 // hand counts the acks about to be handed out and remembers their rows.
-func (s *ReplicationSource) hand(keys []int64, ids map[int64][]int64) {
+func (s *ReplicationSource) hand(keys []string, ids map[string][]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.handLocked(keys, ids)
 }
 
 // handLocked is hand with mu held.
-func (s *ReplicationSource) handLocked(keys []int64, ids map[int64][]int64) {
+func (s *ReplicationSource) handLocked(keys []string, ids map[string][]int64) {
 	s.outstanding += len(keys)
 	s.peak = max(s.peak, s.outstanding+s.gated)
 	for _, k := range keys {

@@ -22,8 +22,8 @@ type stream struct {
 	relations map[uint32]outboxRelation
 	inTxn     bool
 	txnXid    uint32
-	txnKeys   []int64
-	txnRows   map[int64][]int64
+	txnKeys   []string
+	txnRows   map[string][]int64
 
 	received       pglogrepl.LSN // highest WAL position received
 	lastSent       pglogrepl.LSN // flush position of the last status update
@@ -199,7 +199,7 @@ func (st *stream) handleLogical(ctx context.Context, walData []byte) error {
 		st.inTxn = true
 		st.txnXid = m.Xid
 		st.txnKeys = st.txnKeys[:0]
-		st.txnRows = make(map[int64][]int64)
+		st.txnRows = make(map[string][]int64)
 	case *pglogrepl.InsertMessage:
 		rel, known := st.relations[m.RelationID]
 		if !known {
@@ -212,7 +212,7 @@ func (st *stream) handleLogical(ctx context.Context, walData []byte) error {
 		if err != nil {
 			return fmt.Errorf("decode auth0_outbox.id: %w", err)
 		}
-		emp, err := tupleInt(m.Tuple, rel.empID)
+		emp, err := tupleText(m.Tuple, rel.empID)
 		if err != nil {
 			return fmt.Errorf("decode auth0_outbox.employee_id: %w", err)
 		}
@@ -245,12 +245,22 @@ func (st *stream) commit(_ context.Context, end pglogrepl.LSN) {
 
 // tupleInt decodes column i of a text-format tuple as an integer.
 func tupleInt(t *pglogrepl.TupleData, i int) (int64, error) {
+	s, err := tupleText(t, i)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// tupleText returns column i of a text-format tuple: the value's text form,
+// as PostgreSQL prints it (what `::text` gives).
+func tupleText(t *pglogrepl.TupleData, i int) (string, error) {
 	if t == nil || i >= len(t.Columns) {
-		return 0, errors.New("column missing from tuple")
+		return "", errors.New("column missing from tuple")
 	}
 	c := t.Columns[i]
 	if c.DataType != pglogrepl.TupleDataTypeText {
-		return 0, fmt.Errorf("column sent as %q, want text", c.DataType)
+		return "", fmt.Errorf("column sent as %q, want text", c.DataType)
 	}
-	return strconv.ParseInt(string(c.Data), 10, 64)
+	return string(c.Data), nil
 }

@@ -76,7 +76,7 @@ func TestReplicationKilledBeforeAckDeliversAgain(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
 	var attempts atomic.Int32
-	f.opts.handler = func(ctx context.Context, id int64) error {
+	f.opts.handler = func(ctx context.Context, id string) error {
 		attempts.Add(1)
 		if failing.Load() {
 			return context.DeadlineExceeded // could not record its outcome
@@ -221,7 +221,7 @@ func TestReplicationReportsSlotLag(t *testing.T) {
 	f.opts.logger = slog.New(slog.NewTextHandler(&logs, nil))
 	f.opts.lagWarn = 1 << 16
 	release := make(chan struct{})
-	f.opts.handler = func(ctx context.Context, id int64) error {
+	f.opts.handler = func(ctx context.Context, id string) error {
 		select {
 		case <-release: // the key stays unhandled: the slot cannot advance
 		case <-ctx.Done():
@@ -258,7 +258,7 @@ func TestReplicationKeepsTheURLPasswordOutOfLogs(t *testing.T) {
 
 func TestReplicationConfigErrors(t *testing.T) {
 	t.Parallel()
-	q := NewQueue(QueueConfig{Handler: func(context.Context, int64) error { return nil }})
+	q := NewQueue(QueueConfig{Handler: func(context.Context, string) error { return nil }})
 	for _, tc := range []struct {
 		cfg   ReplicationConfig
 		field string
@@ -342,7 +342,7 @@ func TestReplicationStopsReadingWhenTheQueueIsFull(t *testing.T) {
 	f := newFixture(t, kindReplication, pgtest.NewDatabase(t))
 	release := make(chan struct{})
 	rec := newRecorder(f.pool)
-	f.opts.handler = func(ctx context.Context, id int64) error {
+	f.opts.handler = func(ctx context.Context, id string) error {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -356,7 +356,7 @@ func TestReplicationStopsReadingWhenTheQueueIsFull(t *testing.T) {
 	require.Eventually(t, func() bool { return f.slotActive(t) }, waitLong, pollEvery)
 
 	// One key per transaction: the stream would otherwise hand out 200.
-	var ids []int64
+	var ids []string
 	for range 200 {
 		ids = append(ids, insertEmployees(t, f.pool, 1)...)
 	}

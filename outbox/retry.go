@@ -62,7 +62,7 @@ type RetryTimer struct {
 	cfg  RetryConfig
 	now  func() time.Time
 
-	fed map[int64]fedRetry // keys fed, by the due time they were fed for
+	fed map[string]fedRetry // keys fed, by the due time they were fed for
 }
 
 type fedRetry struct {
@@ -72,7 +72,7 @@ type fedRetry struct {
 // NewRetryTimer returns a timer over pool's employees that feeds q.
 // Defaults are filled in; an invalid config makes Run return its error.
 func NewRetryTimer(pool *pgxpool.Pool, q *Queue, cfg RetryConfig) *RetryTimer {
-	return &RetryTimer{pool: pool, q: q, cfg: cfg.WithDefaults(), now: time.Now, fed: make(map[int64]fedRetry)}
+	return &RetryTimer{pool: pool, q: q, cfg: cfg.WithDefaults(), now: time.Now, fed: make(map[string]fedRetry)}
 }
 
 // Run looks for due retries every Interval until ctx is done; it returns an
@@ -105,14 +105,14 @@ func (t *RetryTimer) Run(ctx context.Context) error {
 func (t *RetryTimer) feed(ctx context.Context) error {
 	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
-	rows, err := t.pool.Query(qctx, `SELECT id, auth0_next_attempt_at FROM employees
+	rows, err := t.pool.Query(qctx, `SELECT id::text, auth0_next_attempt_at FROM employees
 		WHERE auth0_sync_status = 'retrying' AND auth0_next_attempt_at <= now()
 		ORDER BY auth0_next_attempt_at LIMIT $1`, t.cfg.BatchSize)
 	if err != nil {
 		return fmt.Errorf("query due retries: %w", err)
 	}
 	type due struct {
-		ID  int64
+		ID  string
 		Due time.Time
 	}
 	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[due])
@@ -120,7 +120,7 @@ func (t *RetryTimer) feed(ctx context.Context) error {
 		return fmt.Errorf("query due retries: %w", err)
 	}
 	now := t.now()
-	seen := make(map[int64]bool, len(list))
+	seen := make(map[string]bool, len(list))
 	for _, d := range list {
 		seen[d.ID] = true
 		if f, ok := t.fed[d.ID]; ok && f.due.Equal(d.Due) && now.Sub(f.at) < t.cfg.Refeed {

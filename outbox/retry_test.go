@@ -45,7 +45,7 @@ func TestRetryTimerFeedsDueRetriesOncePerDueTime(t *testing.T) {
 
 func TestRetryTimerConfigErrors(t *testing.T) {
 	t.Parallel()
-	q := NewQueue(QueueConfig{Handler: func(context.Context, int64) error { return nil }})
+	q := NewQueue(QueueConfig{Handler: func(context.Context, string) error { return nil }})
 	err := NewRetryTimer(nil, q, RetryConfig{Interval: -time.Second}).Run(context.Background())
 	var ce *ConfigError
 	require.ErrorAs(t, err, &ce)

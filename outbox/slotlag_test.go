@@ -18,7 +18,7 @@ func TestReplicationSlotLagIsMeasured(t *testing.T) {
 	// A server of its own: other tests' WAL is this slot's lag too.
 	f := newFixture(t, kindReplication, serverDatabase(t, pgtest.NewServer(t)))
 	release := make(chan struct{})
-	f.opts.handler = func(ctx context.Context, id int64) error {
+	f.opts.handler = func(ctx context.Context, id string) error {
 		select {
 		case <-release:
 			return nil

@@ -82,7 +82,7 @@ func TestSourceBurstOfUpdatesIsCoalesced(t *testing.T) {
 			release := make(chan struct{})
 			started := make(chan struct{})
 			var first atomic.Bool
-			f.opts.handler = func(ctx context.Context, id int64) error {
+			f.opts.handler = func(ctx context.Context, id string) error {
 				if first.CompareAndSwap(false, true) {
 					close(started)
 					select {
@@ -167,14 +167,14 @@ func TestSourceSurvivesPostgresRestart(t *testing.T) {
 			// The pool finds its connections dead on use: retry until it
 			// has fresh ones (a statement that failed on a dead connection
 			// never reached the new server).
-			var more []int64
+			var more []string
 			require.Eventually(t, func() bool {
 				rows, err := f.pool.Query(context.Background(), `INSERT INTO employees (name, email)
-					SELECT 'F' || g, 'f' || g || '@example.com' FROM generate_series(1, 100) g RETURNING id`)
+					SELECT 'F' || g, 'f' || g || '@example.com' FROM generate_series(1, 100) g RETURNING id::text`)
 				if err != nil {
 					return false
 				}
-				more, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+				more, err = pgx.CollectRows(rows, pgx.RowTo[string])
 				return err == nil
 			}, waitLong, 10*time.Millisecond)
 			ids = append(ids, more...)

@@ -43,12 +43,12 @@ UPDATE auth0_outbox o
    SET locked_by = $1, locked_until = now() + make_interval(secs => $3)
   FROM candidates c
  WHERE o.id = c.id
-RETURNING o.id, o.employee_id`
+RETURNING o.id, o.employee_id::text`
 
 // claimedRow is one leased outbox row.
 type claimedRow struct {
 	ID         int64
-	EmployeeID int64
+	EmployeeID string // the employees key, in its text form
 }
 
 // claim leases up to limit free rows for worker in one round trip: the lock
@@ -78,8 +78,8 @@ func claim(ctx context.Context, pool *pgxpool.Pool, worker string, limit int, le
 }
 
 // byEmployee groups rows by key, keys in the order of their first row.
-func byEmployee(rows []claimedRow) (keys []int64, ids map[int64][]int64) {
-	ids = make(map[int64][]int64)
+func byEmployee(rows []claimedRow) (keys []string, ids map[string][]int64) {
+	ids = make(map[string][]int64)
 	for _, r := range rows {
 		if _, ok := ids[r.EmployeeID]; !ok {
 			keys = append(keys, r.EmployeeID)
@@ -155,7 +155,7 @@ func releaseLeases(ctx context.Context, pool *pgxpool.Pool, worker string, ids [
 // scanRows reads up to limit outbox rows with id above after, in id order
 // (replication mode's catch-up scan: it takes no lease).
 func scanRows(ctx context.Context, pool *pgxpool.Pool, after int64, limit int) ([]claimedRow, error) {
-	rows, err := pool.Query(ctx, "SELECT id, employee_id FROM auth0_outbox WHERE id > $1 ORDER BY id LIMIT $2", after, limit)
+	rows, err := pool.Query(ctx, "SELECT id, employee_id::text FROM auth0_outbox WHERE id > $1 ORDER BY id LIMIT $2", after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("scan outbox: %w", err)
 	}

@@ -42,8 +42,8 @@ const gateRecheckMax = 50 * time.Millisecond
 type pendingTxn struct {
 	xid  uint32
 	t    *txnRef
-	keys []int64
-	rows map[int64][]int64
+	keys []string
+	rows map[string][]int64
 }
 
 // visibilityGate passes streamed transactions to the queue once they are

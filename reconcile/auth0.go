@@ -2,9 +2,7 @@ package reconcile
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -34,18 +32,8 @@ type Auth0 interface {
 
 // employeeIDOf reads app_metadata.employee_id, which Auth0 returns as a JSON
 // number (or, if someone typed it by hand, a string).
-func employeeIDOf(u *auth0.User) (int64, bool) {
-	switch v := u.AppMetadata["employee_id"].(type) {
-	case float64:
-		return int64(v), v == float64(int64(v))
-	case json.Number:
-		n, err := v.Int64()
-		return n, err == nil
-	case string:
-		n, err := strconv.ParseInt(v, 10, 64)
-		return n, err == nil
-	}
-	return 0, false
+func employeeIDOf(u *auth0.User) (string, bool) {
+	return KeyOf(u.AppMetadata["employee_id"])
 }
 
 // observedState extracts the managed part of an Auth0 user.

@@ -45,14 +45,25 @@ import (
 //     account before it creates one.
 
 // BulkUserIDPrefix starts the user_id syncd gives an imported account:
-// BulkUserID(42) = "syncd-emp-42", which Auth0 stores as auth0|syncd-emp-42.
+// BulkUserID("42") = "syncd-emp-42", which Auth0 stores as auth0|syncd-emp-42;
+// other keys are encoded (bulkKeyPart): "syncd-emp-k-E-00042",
+// "syncd-emp-k-3f2a…" for a uuid, "syncd-emp-x-…" (hex) for any other text.
 const BulkUserIDPrefix = "syncd-emp-"
 
 // BulkUserID is the user_id an employee's account gets from an import job.
-func BulkUserID(employeeID int64) string { return BulkUserIDPrefix + strconv.FormatInt(employeeID, 10) }
+func BulkUserID(employeeID string) string { return BulkUserIDPrefix + bulkKeyPart(employeeID) }
 
 // bulkAccountID is the Auth0 id of an imported account.
-func bulkAccountID(employeeID int64) string { return "auth0|" + BulkUserID(employeeID) }
+func bulkAccountID(employeeID string) string { return "auth0|" + BulkUserID(employeeID) }
+
+// bulkAccountIDs maps bulkAccountID over keys.
+func bulkAccountIDs(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = bulkAccountID(k)
+	}
+	return out
+}
 
 // BulkAuth0 is what bulk creation calls in Auth0.
 type BulkAuth0 interface {
@@ -259,12 +270,12 @@ func (b *Bulk) claimBacklog(ctx context.Context) (int, error) {
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	rows, err := tx.Query(ctx, `SELECT `+employeeColumns+` FROM employees WHERE `+neverCreated+`
-		ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, b.cfg.MaxClaim)
+		ORDER BY employees.id LIMIT $1 FOR UPDATE SKIP LOCKED`, b.cfg.MaxClaim)
 	if err != nil {
 		return 0, fmt.Errorf("claim bulk backlog: %w", err)
 	}
 	type member struct {
-		id   int64
+		id   string
 		size int
 	}
 	var members []member
@@ -304,8 +315,8 @@ func (b *Bulk) claimBacklog(ctx context.Context) (int, error) {
 	files = (files + b.cfg.MaxActive - 1) / b.cfg.MaxActive * b.cfg.MaxActive
 	files = min(files, len(members))
 	target := (total + files - 1) / files
-	var groups [][]int64
-	var cur []int64
+	var groups [][]string
+	var cur []string
 	curSize := 0
 	for _, m := range members {
 		if len(cur) > 0 && (curSize+m.size > budget || (curSize >= target && len(groups) < files-1)) {
@@ -320,7 +331,8 @@ func (b *Bulk) claimBacklog(ctx context.Context) (int, error) {
 	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint % 4294967296`).Scan(&xmin); err != nil {
 		return 0, fmt.Errorf("claim bulk backlog: %w", err)
 	}
-	var ids, jobs []int64
+	var ids []string
+	var jobs []int64
 	for _, g := range groups {
 		var job int64
 		if err := tx.QueryRow(ctx, `INSERT INTO syncd_import_jobs (claim_xmin, members, locked_by, locked_until)
@@ -335,7 +347,7 @@ func (b *Bulk) claimBacklog(ctx context.Context) (int, error) {
 	}
 	if _, err := tx.Exec(ctx, `UPDATE employees e SET auth0_sync_status = 'syncing',
 			auth0_sync_attempts = e.auth0_sync_attempts + 1, auth0_sync_error = NULL, auth0_import_job = m.job
-		FROM unnest($1::bigint[], $2::bigint[]) AS m(id, job) WHERE e.id = m.id`, ids, jobs); err != nil {
+		FROM unnest(syncd_keys($1), $2::bigint[]) AS m(id, job) WHERE e.id = m.id`, ids, jobs); err != nil {
 		return 0, fmt.Errorf("claim bulk backlog: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -441,7 +453,7 @@ func (b *Bulk) activeJobs(ctx context.Context, except int64) (int, error) {
 
 // loadMembers reads the rows still in job j.
 func (b *Bulk) loadMembers(ctx context.Context, job int64) ([]*Employee, error) {
-	rows, err := b.r.pool.Query(ctx, `SELECT `+employeeColumns+` FROM employees WHERE auth0_import_job = $1 ORDER BY id`, job)
+	rows, err := b.r.pool.Query(ctx, `SELECT `+employeeColumns+` FROM employees WHERE auth0_import_job = $1 ORDER BY employees.id`, job)
 	if err != nil {
 		return nil, fmt.Errorf("read import job members: %w", err)
 	}
@@ -471,7 +483,7 @@ func (b *Bulk) upload(ctx context.Context, j jobRow) error {
 		return err
 	}
 	var users []map[string]any
-	var changed []int64
+	var changed []string
 	for _, e := range members {
 		d, derr := DesiredFor(e, b.r.cfg)
 		if int64(e.version) != j.claimXmin || derr != nil || d.Blocked || d.Delete {
@@ -599,9 +611,9 @@ func (b *Bulk) finish(ctx context.Context, j jobRow, job *auth0.ImportJob) error
 		b.done(0, n)
 		return rerr
 	}
-	var failedIDs []int64
+	var failedIDs []string
 	var reasons []string
-	var byEmail map[string]int64
+	var byEmail map[string]string
 	for _, ue := range errs {
 		id, ok := employeeOfImportUser(ue.User)
 		if !ok {
@@ -610,7 +622,7 @@ func (b *Bulk) finish(ctx context.Context, j jobRow, job *auth0.ImportJob) error
 				if err != nil {
 					return err
 				}
-				byEmail = map[string]int64{}
+				byEmail = map[string]string{}
 				for _, e := range members {
 					byEmail[normalizeEmail(deref(e.Email))] = e.ID
 				}
@@ -636,7 +648,7 @@ func (b *Bulk) finish(ctx context.Context, j jobRow, job *auth0.ImportJob) error
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if len(failedIDs) > 0 {
-		if _, err := releaseTx(ctx, tx, j.id, failedIDs, reasons, ""); err != nil {
+		if _, err := releaseTx(ctx, tx, j.id, failedIDs, reasons, false); err != nil {
 			return err
 		}
 	}
@@ -655,15 +667,15 @@ func (b *Bulk) finish(ctx context.Context, j jobRow, job *auth0.ImportJob) error
 	return b.assignRoles(ctx, j)
 }
 
-// employeeOfImportUser reads the employee id from a user object's user_id.
-func employeeOfImportUser(u map[string]any) (int64, bool) {
+// employeeOfImportUser reads the employee key from a user object's user_id.
+func employeeOfImportUser(u map[string]any) (string, bool) {
 	s, _ := u["user_id"].(string)
 	s = strings.TrimPrefix(s, "auth0|")
-	if !strings.HasPrefix(s, BulkUserIDPrefix) {
-		return 0, false
+	part, ok := strings.CutPrefix(s, BulkUserIDPrefix)
+	if !ok {
+		return "", false
 	}
-	id, err := strconv.ParseInt(strings.TrimPrefix(s, BulkUserIDPrefix), 10, 64)
-	return id, err == nil
+	return bulkKeyFromPart(part)
 }
 
 // assignRoles gives the imported rows their role, one batch per call, and
@@ -684,7 +696,7 @@ func (b *Bulk) assignRoles(ctx context.Context, j jobRow) error {
 		role := b.r.cfg.Roles[e.RoleCode]
 		if role == "" {
 			// Unmapped now (the mapping changed): the per-user path reports it.
-			if _, err := b.release(ctx, j.id, []int64{e.ID}, true, "role_code has no mapping"); err != nil {
+			if _, err := b.release(ctx, j.id, []string{e.ID}, true, "role_code has no mapping"); err != nil {
 				return err
 			}
 			continue
@@ -715,7 +727,7 @@ func (b *Bulk) assignRoles(ctx context.Context, j jobRow) error {
 		}
 		err = b.api.AssignRoleUsers(ctx, roleID, ids)
 		if errors.Is(err, auth0.ErrNotFound) {
-			empIDs := make([]int64, len(bt.emps))
+			empIDs := make([]string, len(bt.emps))
 			for i, e := range bt.emps {
 				empIDs[i] = e.ID
 			}
@@ -754,7 +766,7 @@ func (b *Bulk) done(imported, perUser int) {
 // a row deleted meanwhile gets a delete outbox row naming its account.
 func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role, roleID string) (int, error) {
 	now := b.r.cfg.Now()
-	var ids []int64
+	var ids []string
 	var states []string
 	var users []string
 	var created, roles []string
@@ -786,43 +798,43 @@ func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role,
 			auth0_next_attempt_at = NULL, auth0_synced_at = $3, auth0_user_id = m.uid,
 			auth0_account_created_at = COALESCE(e.auth0_account_created_at, $3), auth0_synced_state = m.state::jsonb,
 			auth0_import_job = NULL, auth0_locked_until = NULL, auth0_locked_by = NULL
-		FROM unnest($1::bigint[], $2::text[], $4::text[]) AS m(id, state, uid)
+		FROM unnest(syncd_keys($1), $2::text[], $4::text[]) AS m(id, state, uid)
 		WHERE e.id = m.id AND e.auth0_import_job = $5 AND e.xmin::text::bigint = $6
-		RETURNING e.id`,
+		RETURNING e.id::text`,
 		ids, states, now, users, j.id, j.claimXmin)
-	var marked []int64
+	var marked []string
 	if err == nil {
-		marked, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		marked, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
 	if err != nil {
 		return 0, fmt.Errorf("mark imported rows: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, reconcile_id)
 		SELECT m.id, m.uid, a.action, 'success', a.resp::jsonb, $5
-		  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS m(id, uid, c, r)
+		  FROM unnest(syncd_keys($1), $2::text[], $3::text[], $4::text[]) AS m(id, uid, c, r)
 		  CROSS JOIN LATERAL (VALUES ('create', m.c), ('assign_role', m.r)) AS a(action, resp)
-		 WHERE m.id = ANY($6)`,
+		 WHERE m.id = ANY(syncd_keys($6))`,
 		ids, users, created, roles, "import-"+strconv.FormatInt(j.id, 10), marked); err != nil {
 		return 0, fmt.Errorf("write audit log: %w", err)
 	}
 	// The rest of the batch changed or went away while in the job. A row
 	// deleted meanwhile leaves an account no row claims: a delete outbox row
 	// names it, so that it is deprovisioned like any leaver's.
-	left := make([]int64, len(emps))
+	left := make([]string, len(emps))
 	for i, e := range emps {
 		left[i] = e.ID
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO auth0_outbox (employee_id, op, auth0_user_id)
-		SELECT m.id, 'delete', 'auth0|' || $2 || m.id
-		  FROM unnest($1::bigint[]) AS m(id)
+		SELECT m.id, 'delete', m.uid
+		  FROM unnest(syncd_keys($1), $2::text[]) AS m(id, uid)
 		 WHERE NOT EXISTS (SELECT 1 FROM employees e WHERE e.id = m.id)`,
-		left, BulkUserIDPrefix); err != nil {
+		left, bulkAccountIDs(left)); err != nil {
 		return 0, fmt.Errorf("queue deprovision of deleted rows: %w", err)
 	}
-	var stale []int64
-	rows, err = tx.Query(ctx, `SELECT id FROM employees WHERE id = ANY($1) AND auth0_import_job = $2`, left, j.id)
+	var stale []string
+	rows, err = tx.Query(ctx, `SELECT id::text FROM employees WHERE id = ANY(syncd_keys($1)) AND auth0_import_job = $2`, left, j.id)
 	if err == nil {
-		stale, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		stale, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
 	if err != nil {
 		return 0, fmt.Errorf("mark imported rows: %w", err)
@@ -832,7 +844,7 @@ func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role,
 		for i := range reasons {
 			reasons[i] = "row changed while in import job; the per-user path applies the change"
 		}
-		if _, err := releaseTx(ctx, tx, j.id, stale, reasons, BulkUserIDPrefix); err != nil {
+		if _, err := releaseTx(ctx, tx, j.id, stale, reasons, true); err != nil {
 			return 0, err
 		}
 	}
@@ -847,7 +859,7 @@ func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role,
 
 // release sends rows of job back to the per-user path; link: the job may
 // have created (or may still create) their accounts (see releaseTx).
-func (b *Bulk) release(ctx context.Context, job int64, ids []int64, link bool, reason string) (int, error) {
+func (b *Bulk) release(ctx context.Context, job int64, ids []string, link bool, reason string) (int, error) {
 	tx, err := b.r.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("release import job rows: %w", err)
@@ -857,11 +869,7 @@ func (b *Bulk) release(ctx context.Context, job int64, ids []int64, link bool, r
 	for i := range reasons {
 		reasons[i] = reason
 	}
-	prefix := ""
-	if link {
-		prefix = BulkUserIDPrefix
-	}
-	n, err := releaseTx(ctx, tx, job, ids, reasons, prefix)
+	n, err := releaseTx(ctx, tx, job, ids, reasons, link)
 	if err != nil {
 		return 0, err
 	}
@@ -878,10 +886,10 @@ func (b *Bulk) releaseAll(ctx context.Context, j jobRow, reason string) (int, er
 		return 0, fmt.Errorf("release import job: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, err := tx.Query(ctx, `SELECT id FROM employees WHERE auth0_import_job = $1`, j.id)
-	var ids []int64
+	rows, err := tx.Query(ctx, `SELECT id::text FROM employees WHERE auth0_import_job = $1`, j.id)
+	var ids []string
 	if err == nil {
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
 	if err != nil {
 		return 0, fmt.Errorf("release import job: %w", err)
@@ -892,11 +900,7 @@ func (b *Bulk) releaseAll(ctx context.Context, j jobRow, reason string) (int, er
 	}
 	// An upload may have reached Auth0: its job may have created some of
 	// these accounts, or (its answer lost) may still create them.
-	prefix := ""
-	if j.uploads > 0 {
-		prefix = BulkUserIDPrefix
-	}
-	n, err := releaseTx(ctx, tx, j.id, ids, reasons, prefix)
+	n, err := releaseTx(ctx, tx, j.id, ids, reasons, j.uploads > 0)
 	if err != nil {
 		return 0, err
 	}
@@ -912,25 +916,26 @@ func (b *Bulk) releaseAll(ctx context.Context, j jobRow, reason string) (int, er
 
 // releaseTx takes rows out of job: status pending (their attempt stays
 // counted, so the per-user path looks for an account before creating one),
-// an audit row with the reason, and an outbox row each. linkPrefix, if set,
-// links the account a job created or may still create (auth0|<prefix><id>)
+// an audit row with the reason, and an outbox row each. link, if set,
+// links the account a job created or may still create (bulkAccountID)
 // without marking anything synced: the per-user path reads that id first,
 // and if it does not exist yet, creates the account with that same id, so
 // that Auth0 refuses whichever of the two creates comes second — even a job
 // whose 202 was lost that inserts the row's old email later.
-func releaseTx(ctx context.Context, tx pgx.Tx, job int64, ids []int64, reasons []string, linkPrefix string) (int, error) {
+func releaseTx(ctx context.Context, tx pgx.Tx, job int64, ids []string, reasons []string, link bool) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
 	rows, err := tx.Query(ctx, `UPDATE employees e SET auth0_import_job = NULL,
 			auth0_sync_status = CASE WHEN e.auth0_sync_status = 'syncing' THEN 'pending' ELSE e.auth0_sync_status END,
-			auth0_user_id = CASE WHEN $3 <> '' THEN 'auth0|' || $3 || e.id ELSE e.auth0_user_id END,
+			auth0_user_id = CASE WHEN $3 THEN m.uid ELSE e.auth0_user_id END,
 			auth0_synced_state = NULL, auth0_next_attempt_at = NULL
-		WHERE e.id = ANY($1) AND e.auth0_import_job = $2
-		RETURNING e.id`, ids, job, linkPrefix)
-	var done []int64
+		  FROM unnest(syncd_keys($1), $4::text[]) AS m(id, uid)
+		WHERE e.id = m.id AND e.auth0_import_job = $2
+		RETURNING e.id::text`, ids, job, link, bulkAccountIDs(ids))
+	var done []string
 	if err == nil {
-		done, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		done, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
 	if err != nil {
 		return 0, fmt.Errorf("release import job rows: %w", err)
@@ -938,7 +943,7 @@ func releaseTx(ctx context.Context, tx pgx.Tx, job int64, ids []int64, reasons [
 	if len(done) == 0 {
 		return 0, nil
 	}
-	if _, err := tx.Exec(ctx, `WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS t(id, reason) WHERE t.id = ANY($3)),
+	if _, err := tx.Exec(ctx, `WITH r AS (SELECT * FROM unnest(syncd_keys($1), $2::text[]) AS t(id, reason) WHERE t.id = ANY(syncd_keys($3))),
 		logs AS (INSERT INTO auth0_sync_logs (employee_id, action, status, error, reconcile_id)
 			SELECT id, 'import', 'per_user', reason, $4 FROM r)
 		INSERT INTO auth0_outbox (employee_id, op) SELECT id, 'resync' FROM r ORDER BY id`,

@@ -13,6 +13,7 @@ import (
 	"github.com/syncd/syncd/auth0"
 	"github.com/syncd/syncd/auth0/emulator"
 	"github.com/syncd/syncd/reconcile"
+	"github.com/syncd/syncd/testcontainers/pgtest"
 )
 
 // newBulk returns bulk creation over b's reconciler with a small threshold.
@@ -27,9 +28,9 @@ func (b *bundle) newBulk(rec *reconcile.Reconciler, cfg reconcile.BulkConfig) *r
 }
 
 // insertMany inserts n employees and returns their ids.
-func (b *bundle) insertMany(prefix string, n int) []int64 {
+func (b *bundle) insertMany(prefix string, n int) []string {
 	b.t.Helper()
-	ids := make([]int64, n)
+	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = b.insert(fmt.Sprintf("%s %d", prefix, i), fmt.Sprintf("%s%d@example.com", prefix, i))
 	}
@@ -63,11 +64,11 @@ func (b *bundle) runBulk(bulk *reconcile.Bulk) {
 func (b *bundle) drainPerUser() {
 	b.t.Helper()
 	for range 10 {
-		var ids []int64
-		rows, err := b.pool.Query(b.ctx, `SELECT DISTINCT employee_id FROM auth0_outbox`)
+		var ids []string
+		rows, err := b.pool.Query(b.ctx, `SELECT DISTINCT employee_id::text FROM auth0_outbox`)
 		require.NoError(b.t, err)
 		for rows.Next() {
-			var id int64
+			var id string
 			require.NoError(b.t, rows.Scan(&id))
 			ids = append(ids, id)
 		}
@@ -86,23 +87,23 @@ func (b *bundle) drainPerUser() {
 
 // requireOneAccountEach checks every row of ids: synced, linked to exactly
 // one account with its email, carrying its employee_id and role.
-func (b *bundle) requireOneAccountEach(ids []int64) {
+func (b *bundle) requireOneAccountEach(ids []string) {
 	b.t.Helper()
-	byEmp := map[float64]int{}
+	byEmp := map[string]int{}
 	for _, u := range b.emu.Users() {
 		if app, ok := u["app_metadata"].(map[string]any); ok {
-			if eid, ok := app["employee_id"].(float64); ok {
+			if eid, ok := reconcile.KeyOf(app["employee_id"]); ok {
 				byEmp[eid]++
 			}
 		}
 	}
 	for _, id := range ids {
 		r := b.row(id)
-		require.Equal(b.t, "synced", r.Status, "employee %d: %s", id, r.Error)
-		require.Equal(b.t, 1, byEmp[float64(id)], "employee %d: accounts", id)
+		require.Equal(b.t, "synced", r.Status, "employee %s: %s", id, r.Error)
+		require.Equal(b.t, 1, byEmp[id], "employee %s: accounts", id)
 		u := b.user(r.UserID)
-		require.EqualValues(b.t, id, u["app_metadata"].(map[string]any)["employee_id"])
-		require.Equal(b.t, []string{"production_associate"}, b.emu.UserRoles(r.UserID), "employee %d", id)
+		require.Equal(b.t, b.keyJSON(id), u["app_metadata"].(map[string]any)["employee_id"])
+		require.Equal(b.t, []string{"production_associate"}, b.emu.UserRoles(r.UserID), "employee %s", id)
 	}
 }
 
@@ -160,7 +161,7 @@ func TestBulkCreatesWhatPerUserCreates(t *testing.T) {
 	out := bulked.reconcile(bIDs[0])
 	require.Empty(t, out.Applied)
 	require.EqualValues(t, 0, bulked.emu.CallCount(""))
-	_, err := reconcile.Requeue(bulked.ctx, bulked.pool, []int64{bIDs[0]}, false)
+	_, err := reconcile.Requeue(bulked.ctx, bulked.pool, []string{bIDs[0]}, false)
 	require.NoError(t, err)
 	out = bulked.reconcile(bIDs[0])
 	require.Empty(t, out.Applied)
@@ -274,7 +275,8 @@ func TestBulkTakeover(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			ids := b.insertMany("k", 10)
-			first := b.newBulk(b.rec, reconcile.BulkConfig{RoleBatch: 2})
+			// One job (MaxActive 1) of five role batches.
+			first := b.newBulk(b.rec, reconcile.BulkConfig{RoleBatch: 2, MaxActive: 1})
 			switch stage {
 			case "before-upload":
 				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/jobs/users-imports", Drop: true, Times: 100}}})
@@ -286,7 +288,8 @@ func TestBulkTakeover(t *testing.T) {
 				b.emu.SetImportDelay(200 * time.Millisecond)
 				require.NoError(t, first.Tick(b.ctx))
 			case "roles":
-				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/roles/{id}/users", Status: 400, Times: 1}}})
+				// The second role batch fails: the job stops between two.
+				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/roles/{id}/users", Status: 400, After: 1}}})
 				deadline := time.Now().Add(60 * time.Second)
 				for {
 					_ = first.Tick(b.ctx)
@@ -294,6 +297,7 @@ func TestBulkTakeover(t *testing.T) {
 					require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FILTER (WHERE auth0_sync_status = 'synced') FROM employees`).Scan(&synced))
 					require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM syncd_import_jobs WHERE state = 'roles'`).Scan(&roles))
 					if synced > 0 && roles > 0 {
+						require.Equal(t, 2, synced, "one batch done")
 						break // some batches done, the job stopped between two
 					}
 					require.True(t, time.Now().Before(deadline), "never got between role batches")
@@ -405,4 +409,36 @@ func TestBulkLostJobRacesPerUser(t *testing.T) {
 	b.requireOneAccountEach(ids)
 	require.Equal(t, "moved@example.com", b.user(b.row(ids[0]).UserID)["email"])
 	require.Zero(t, b.accounts("race0@example.com"), "the lost job's insert under the old email was refused")
+}
+
+// Bulk creation on every key type: the import's deterministic user ids
+// encode any key (a text key with '/', ' ' and '#' too), a lost 202 is
+// recovered by those ids, and every employee gets exactly one account that
+// names its row.
+func TestBulkAnyKey(t *testing.T) {
+	t.Parallel()
+	for _, key := range pgtest.Keys {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			b := setupKeyed(t, key)
+			ids := b.insertMany("k", 8)
+			if key == "text" {
+				for i, k := range []string{"HR/7 #1", "Zoë 2"} {
+					b.exec(`INSERT INTO employees (id, name, email) VALUES ($1, $2, $3)`, k, fmt.Sprintf("Odd %d", i), fmt.Sprintf("odd%d@example.com", i))
+					ids = append(ids, k)
+				}
+			}
+			b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/jobs/users-imports", LoseAnswer: true}}})
+			first := b.newBulk(b.rec, reconcile.BulkConfig{MaxActive: 1})
+			_ = first.Tick(b.ctx)
+			b.emu.SetFaults(emulator.Faults{})
+			b.exec(`UPDATE syncd_import_jobs SET locked_until = now() - interval '1 second'`)
+			b.runBulk(b.newBulk(b.reconciler(b.api), reconcile.BulkConfig{}))
+			b.drainPerUser()
+			b.requireOneAccountEach(ids)
+			for _, id := range ids {
+				require.Equal(t, "auth0|"+reconcile.BulkUserID(id), b.row(id).UserID, "employee %s: the import's id", id)
+			}
+		})
+	}
 }

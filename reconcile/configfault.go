@@ -105,12 +105,12 @@ func (c Config) Fingerprint() string {
 // without an operator's resync. Rows that fail again record the current
 // fingerprint and stay failed until they change.
 func (r *Reconciler) RetryFailedUnderOtherConfig(ctx context.Context) (int64, error) {
-	rows, err := r.pool.Query(ctx, `SELECT id FROM employees WHERE auth0_sync_status = 'failed'
+	rows, err := r.pool.Query(ctx, `SELECT id::text FROM employees WHERE auth0_sync_status = 'failed'
 		AND auth0_failed_config IS DISTINCT FROM $1`, r.cfg.Fingerprint())
 	if err != nil {
 		return 0, fmt.Errorf("find rows failed under another configuration: %w", err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return 0, fmt.Errorf("find rows failed under another configuration: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/syncd/syncd/auth0/emulator"
 	"github.com/syncd/syncd/reconcile"
+	"github.com/syncd/syncd/testcontainers/pgtest"
 )
 
 // TestLostCreateIsLookedForNotRepeated counts the POST /users of a create
@@ -17,34 +18,36 @@ import (
 // A create whose request never arrived is repeated once, after a look.
 func TestLostCreateIsLookedForNotRepeated(t *testing.T) {
 	t.Parallel()
-	for step, posts := range map[string]int64{"not sent": 2, "answer lost": 1, "crash after POST": 1, "crash after role assign": 1} {
-		t.Run(step, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t)
-			id := b.insert("Di", "di@example.com")
-			switch step {
-			case "not sent":
-				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", Drop: true}}})
-				require.Equal(t, reconcile.ResultRetry, b.reconcile(id).Result)
-			case "answer lost":
-				// The same attempt looks (users-by-email) and links what it made.
-				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", LoseAnswer: true}}})
-			default:
-				after := map[string]string{"crash after POST": "create", "crash after role assign": "assign"}[step]
-				rec := b.reconciler(&crashing{Client: b.api, after: after})
-				require.PanicsWithValue(t, crash{}, func() { _, _ = rec.Reconcile(b.ctx, id) })
-				b.expireLease(id)
-			}
-			if step != "answer lost" {
-				require.EqualValues(t, 1, b.row(id).Attempts, "the first attempt is counted before its POST")
-			}
-			out := b.reconcile(id)
-			require.Equal(t, "synced", out.Status, "%v", out.Err)
-			require.Equal(t, posts, b.emu.CallCount("POST /api/v2/users"), "POST /users sent")
-			require.Zero(t, countCalls(b.emu, "POST /api/v2/users", 409), "no create was repeated blindly into a 409")
-			require.Equal(t, 1, b.accounts("di@example.com"))
-			require.Positive(t, b.emu.CallCount("GET /api/v2/users-by-email"), "the second attempt looked first")
-		})
+	for _, key := range pgtest.Keys {
+		for step, posts := range map[string]int64{"not sent": 2, "answer lost": 1, "crash after POST": 1, "crash after role assign": 1} {
+			t.Run(key+"/"+step, func(t *testing.T) {
+				t.Parallel()
+				b := setupKeyed(t, key)
+				id := b.insert("Di", "di@example.com")
+				switch step {
+				case "not sent":
+					b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", Drop: true}}})
+					require.Equal(t, reconcile.ResultRetry, b.reconcile(id).Result)
+				case "answer lost":
+					// The same attempt looks (users-by-email) and links what it made.
+					b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", LoseAnswer: true}}})
+				default:
+					after := map[string]string{"crash after POST": "create", "crash after role assign": "assign"}[step]
+					rec := b.reconciler(&crashing{Client: b.api, after: after})
+					require.PanicsWithValue(t, crash{}, func() { _, _ = rec.Reconcile(b.ctx, id) })
+					b.expireLease(id)
+				}
+				if step != "answer lost" {
+					require.EqualValues(t, 1, b.row(id).Attempts, "the first attempt is counted before its POST")
+				}
+				out := b.reconcile(id)
+				require.Equal(t, "synced", out.Status, "%v", out.Err)
+				require.Equal(t, posts, b.emu.CallCount("POST /api/v2/users"), "POST /users sent")
+				require.Zero(t, countCalls(b.emu, "POST /api/v2/users", 409), "no create was repeated blindly into a 409")
+				require.Equal(t, 1, b.accounts("di@example.com"))
+				require.Positive(t, b.emu.CallCount("GET /api/v2/users-by-email"), "the second attempt looked first")
+			})
+		}
 	}
 }
 

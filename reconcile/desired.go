@@ -71,14 +71,14 @@ func DesiredFor(e *Employee, cfg Config) (Desired, error) {
 		status = syncStatusTerminated
 	}
 	app := map[string]any{
-		"employee_id": e.ID,
-		"internal_id": e.ID,
+		"employee_id": e.keyValue(),
+		"internal_id": e.keyValue(),
 		"role_code":   e.RoleCode,
 		"created_by":  cfg.CreatedBy,
 		"sync_status": status,
 	}
 	user := map[string]any{
-		"employee_id": e.ID,
+		"employee_id": e.keyValue(),
 		"full_name":   name,
 	}
 	if v := strings.TrimSpace(deref(e.Department)); v != "" {

@@ -13,7 +13,7 @@ import (
 func ptr[T any](v T) *T { return &v }
 
 func testEmployee() *Employee {
-	return &Employee{ID: 42, Name: ptr("Ada Lovelace"), Email: ptr("  Ada@Example.COM "), Department: ptr("Heat Press"),
+	return &Employee{ID: "42", Name: ptr("Ada Lovelace"), Email: ptr("  Ada@Example.COM "), Department: ptr("Heat Press"),
 		PhoneNumber: ptr("+15550100"), ConnecteamID: ptr("ct-9"), RoleCode: "associate", Active: true}
 }
 

@@ -8,7 +8,12 @@ import (
 // Employee is a row of the employees table as syncd reads it. Nullable
 // columns are pointers: a table that predates syncd may hold NULLs anywhere.
 type Employee struct {
-	ID           int64
+	// ID is the row's key in its text form (id::text): digits for an
+	// integer key, the canonical form of a uuid, a text key as it is.
+	ID string
+	// IDValue is the key as app_metadata.employee_id carries it: a JSON
+	// number for an integer key, a string otherwise (to_jsonb(id)).
+	IDValue      json.RawMessage
 	Name         *string
 	Email        *string
 	Department   *string
@@ -34,7 +39,7 @@ type Employee struct {
 }
 
 // employeeColumns are read in this order by scanEmployee.
-const employeeColumns = `id, name, email, department, phone_number, connecteam_id, role_code, active,
+const employeeColumns = `id::text AS employee_key, to_jsonb(id) AS employee_key_json, name, email, department, phone_number, connecteam_id, role_code, active,
 	auth0_user_id, auth0_account_created_at, auth0_sync_status, auth0_sync_attempts, auth0_synced_state, xmin`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -42,7 +47,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanEmployee(row scanner) (*Employee, error) {
 	var e Employee
 	var xmin uint32
-	err := row.Scan(&e.ID, &e.Name, &e.Email, &e.Department, &e.PhoneNumber, &e.ConnecteamID, &e.RoleCode, &e.Active,
+	err := row.Scan(&e.ID, &e.IDValue, &e.Name, &e.Email, &e.Department, &e.PhoneNumber, &e.ConnecteamID, &e.RoleCode, &e.Active,
 		&e.Auth0UserID, &e.AccountCreatedAt, &e.Status, &e.Attempts, &e.SyncedState, &xmin)
 	if err != nil {
 		return nil, err
@@ -68,6 +73,19 @@ type revokedScanner struct {
 
 func (s revokedScanner) Scan(dest ...any) error {
 	return s.row.Scan(append(dest, &s.rev.sessions, &s.rev.refreshTokens)...)
+}
+
+// keyValue is the key as app_metadata.employee_id carries it. An Employee
+// not read from the table (no IDValue) is taken to have an integer key when
+// its ID is one.
+func (e *Employee) keyValue() any {
+	if len(e.IDValue) > 0 {
+		return e.IDValue
+	}
+	if isIntegerKey(e.ID) {
+		return json.Number(e.ID)
+	}
+	return e.ID
 }
 
 func deref(s *string) string {

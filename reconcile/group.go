@@ -53,7 +53,7 @@ func (r *Reconciler) GroupStats() GroupStats {
 // the group, and its worker claims it alone.
 const claimGroupSQL = `WITH c AS (
 		SELECT id AS claim_id FROM employees
-		 WHERE id = ANY($1) AND auth0_import_job IS NULL
+		 WHERE id = ANY(syncd_keys($1)) AND auth0_import_job IS NULL
 		   AND (auth0_locked_until IS NULL OR auth0_locked_until < now() OR auth0_locked_by = $3)
 		 ORDER BY id
 		 FOR UPDATE SKIP LOCKED)
@@ -72,11 +72,11 @@ const genericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan',
 
 // claimGrouped takes id's lease in a group with other workers' claims. nil
 // (with or without an error) means it did not: the caller claims alone.
-func (r *Reconciler) claimGrouped(id int64) (*Employee, error) {
+func (r *Reconciler) claimGrouped(id string) (*Employee, error) {
 	return r.claims.Do(id)
 }
 
-func (r *Reconciler) flushClaims(ids []int64) ([]*Employee, error) {
+func (r *Reconciler) flushClaims(ids []string) ([]*Employee, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	lease := (r.cfg.Timeout + recordTimeout).Seconds()
@@ -93,7 +93,7 @@ func (r *Reconciler) flushClaims(ids []int64) ([]*Employee, error) {
 		return nil, fmt.Errorf("claim employees: %w", err)
 	}
 	defer rows.Close()
-	got := make(map[int64]*Employee, len(ids))
+	got := make(map[string]*Employee, len(ids))
 	for rows.Next() {
 		var rev revoked
 		e, err := scanEmployee(withRevoked(rows, &rev))
@@ -151,8 +151,10 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 	n := len(items)
 	var (
 		guardKeys          []string
-		guardIDs, guardVer []int64
-		ids, versions      = make([]int64, n), make([]int64, n)
+		guardIDs           []string
+		guardVer           []int64
+		ids                = make([]string, n)
+		versions           = make([]int64, n)
 		userIDs            = make([]*string, n)
 		known              = make([]bool, n)
 		createdAt          = make([]*time.Time, n)
@@ -186,26 +188,26 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 	b.Queue(genericPlans)
 	if len(guardKeys) > 0 {
 		b.Queue(`DELETE FROM syncd_deprovisions d
-			USING unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(key, id, version)
+			USING unnest($1::text[], syncd_keys($2), $3::bigint[]) AS t(key, id, version)
 			WHERE d.key = t.key AND EXISTS (SELECT 1 FROM employees e WHERE e.id = t.id AND e.xmin::text::bigint = t.version)`,
 			guardKeys, guardIDs, guardVer)
 	}
 	b.Queue(`UPDATE employees e SET auth0_user_id = CASE WHEN t.known THEN t.user_id ELSE e.auth0_user_id END,
 			auth0_account_created_at = COALESCE(e.auth0_account_created_at, t.created_at), auth0_synced_state = NULL,
 			auth0_locked_until = NULL, auth0_locked_by = NULL
-		  FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::timestamptz[], $5::bigint[]) AS t(id, user_id, known, created_at, version)
+		  FROM unnest(syncd_keys($1), $2::text[], $3::bool[], $4::timestamptz[], $5::bigint[]) AS t(id, user_id, known, created_at, version)
 		 WHERE e.id = t.id AND e.xmin::text::bigint <> t.version
-		RETURNING e.id`, ids, userIDs, known, createdAt, versions)
+		RETURNING e.id::text`, ids, userIDs, known, createdAt, versions)
 	b.Queue(`UPDATE employees e SET
 			auth0_sync_status = t.status, auth0_sync_error = t.error, auth0_sync_attempts = t.attempts, auth0_next_attempt_at = t.next,
 			auth0_synced_at = COALESCE(t.synced_at, e.auth0_synced_at), auth0_user_id = t.user_id,
 			auth0_account_created_at = COALESCE(e.auth0_account_created_at, t.created_at), auth0_synced_state = t.state::jsonb,
 			auth0_locked_until = NULL, auth0_locked_by = NULL, auth0_failed_config = t.failed_config
-		  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::text[],
+		  FROM unnest(syncd_keys($1), $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::text[],
 				$8::timestamptz[], $9::text[], $10::bigint[], $11::text[])
 			AS t(id, status, error, attempts, next, synced_at, user_id, created_at, state, version, failed_config)
 		 WHERE e.id = t.id AND e.xmin::text::bigint = t.version
-		RETURNING e.id`, ids, statuses, errs, attempts, next, syncedAt, userIDs, createdAt, states, versions, cfgs)
+		RETURNING e.id::text`, ids, statuses, errs, attempts, next, syncedAt, userIDs, createdAt, states, versions, cfgs)
 	logs.queue(b)
 	for _, it := range items {
 		// The revocation records of accounts syncd (re)created, unblocked or
@@ -251,14 +253,14 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 	return stale, nil
 }
 
-func collectIDs(res pgx.BatchResults) (map[int64]struct{}, error) {
+func collectIDs(res pgx.BatchResults) (map[string]struct{}, error) {
 	rows, err := res.Query()
 	if err != nil {
 		return nil, err
 	}
-	got := map[int64]struct{}{}
+	got := map[string]struct{}{}
 	for rows.Next() {
-		var id int64
+		var id string
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
 			return nil, err

@@ -62,7 +62,7 @@ func setupGroup(t *testing.T, email string) *groupBundle {
 
 // lockRow takes a row lock on id in an open transaction, as an operator's
 // long UPDATE would; the returned func commits it.
-func (g *groupBundle) lockRow(id int64) func() {
+func (g *groupBundle) lockRow(id string) func() {
 	g.t.Helper()
 	tx, err := g.pool.Begin(g.ctx)
 	require.NoError(g.t, err)
@@ -96,7 +96,7 @@ type result struct {
 	err error
 }
 
-func (g *groupBundle) start(id int64) <-chan result {
+func (g *groupBundle) start(id string) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		out, err := g.rec.Reconcile(g.ctx, id)
@@ -105,7 +105,7 @@ func (g *groupBundle) start(id int64) <-chan result {
 	return ch
 }
 
-func (g *groupBundle) committedStatus(id int64) string {
+func (g *groupBundle) committedStatus(id string) string {
 	g.t.Helper()
 	return g.row(id).Status // read on another connection: committed values only
 }

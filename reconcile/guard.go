@@ -70,7 +70,7 @@ const (
 // Deprovision is one account to be blocked or deleted, as the guard knows it.
 type Deprovision struct {
 	Kind       DeprovisionKind `json:"kind"`
-	EmployeeID int64           `json:"employee_id,omitempty"`
+	EmployeeID string          `json:"employee_id,omitempty"`
 	UserID     string          `json:"auth0_user_id,omitempty"`
 	// Email finds a deleted row's account when UserID is not known.
 	Email string `json:"-"`
@@ -82,7 +82,17 @@ func (d Deprovision) key() string {
 	if d.Kind == KindOrphan {
 		return "account:" + d.UserID
 	}
-	return "employee:" + strconv.FormatInt(d.EmployeeID, 10)
+	return "employee:" + d.EmployeeID
+}
+
+// employeeKey is the employee syncd_deprovisions and the audit record for
+// d: none for an orphan, whose employee_id comes from Auth0 and may be no
+// key of the table's type.
+func (d Deprovision) employeeKey() *string {
+	if d.Kind == KindOrphan {
+		return nil
+	}
+	return nullable(d.EmployeeID)
 }
 
 // Verdict is the guard's answer about one deprovision.
@@ -273,7 +283,7 @@ func (g *Guard) Request(ctx context.Context, d Deprovision) (Decision, error) {
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, email, state, requested_at, decided_at, reason)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			d.key(), d.Kind, d.EmployeeID, nullable(d.UserID), nullable(d.Email), dec.Verdict, g.cfg.Now(), decided, dec.Reason)
+			d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), nullable(d.Email), dec.Verdict, g.cfg.Now(), decided, dec.Reason)
 		if err != nil {
 			return fmt.Errorf("record deprovision: %w", err)
 		}
@@ -335,13 +345,13 @@ func (g *Guard) RequestBatch(ctx context.Context, ds []Deprovision) ([]Deprovisi
 		}
 		for _, d := range fresh {
 			if _, err := tx.Exec(ctx, `INSERT INTO syncd_deprovisions (key, kind, employee_id, auth0_user_id, state, requested_at, decided_at, reason)
-				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, d.key(), d.Kind, d.EmployeeID, nullable(d.UserID), verdict, now, nullable(reason)); err != nil {
+				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), verdict, now, nullable(reason)); err != nil {
 				return fmt.Errorf("record deprovision: %w", err)
 			}
 			if verdict == Held {
 				if _, err := tx.Exec(ctx, `INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error)
-					VALUES (nullif($1, 0), $2, 'guard_hold', 'held', jsonb_build_object('kind', $3::text, 'held_because', $4::text), $5)`,
-					d.EmployeeID, nullable(d.UserID), d.Kind, reason, heldError(reason)); err != nil {
+					VALUES ($1, $2, 'guard_hold', 'held', jsonb_build_object('kind', $3::text, 'held_because', $4::text), $5)`,
+					d.employeeKey(), nullable(d.UserID), d.Kind, reason, heldError(reason)); err != nil {
 					return fmt.Errorf("audit held deprovision: %w", err)
 				}
 			}
@@ -490,7 +500,7 @@ func (g *Guard) Step(ctx context.Context) error {
 						UPDATE syncd_deprovisions SET state = 'held', decided_at = $1, reason = $2 WHERE state = 'settling'
 						RETURNING kind, employee_id, auth0_user_id)
 					INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error)
-					SELECT nullif(employee_id, 0), auth0_user_id, 'guard_hold', 'held', jsonb_build_object('kind', kind, 'held_because', $2::text), $3
+					SELECT employee_id, auth0_user_id, 'guard_hold', 'held', jsonb_build_object('kind', kind, 'held_because', $2::text), $3
 					  FROM held`, now, reason, heldError(reason)); err != nil {
 					return fmt.Errorf("hold deprovisions: %w", err)
 				}
@@ -619,7 +629,7 @@ type Querier interface {
 // Waiting lists the deprovisions the guard holds or lets settle, oldest
 // first (for `syncd status` and `syncd guard`).
 func Waiting(ctx context.Context, db Querier) ([]HeldDeprovision, error) {
-	rows, err := db.Query(ctx, `SELECT kind, employee_id, coalesce(auth0_user_id, ''), state, coalesce(reason, ''), coalesce(decided_at, requested_at)
+	rows, err := db.Query(ctx, `SELECT kind, coalesce(employee_id::text, ''), coalesce(auth0_user_id, ''), state, coalesce(reason, ''), coalesce(decided_at, requested_at)
 		FROM syncd_deprovisions WHERE state IN ('held', 'settling') ORDER BY requested_at, key`)
 	if err != nil {
 		return nil, fmt.Errorf("read held deprovisions: %w", err)
@@ -653,10 +663,10 @@ func Release(ctx context.Context, pool *pgxpool.Pool, by string) ([]Deprovision,
 				UPDATE syncd_deprovisions SET state = 'allowed', released_by = $1, decided_at = now(), queued_at = NULL
 				 WHERE state = 'held' RETURNING kind, employee_id, coalesce(auth0_user_id, '') AS auth0_user_id, reason)
 			INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data)
-			SELECT nullif(employee_id, 0), nullif(auth0_user_id, ''), 'guard_release', 'success',
+			SELECT employee_id, nullif(auth0_user_id, ''), 'guard_release', 'success',
 				jsonb_build_object('released_by', $1::text, 'kind', kind, 'held_because', reason)
 			  FROM released
-			RETURNING (response_data->>'kind'), coalesce(employee_id, 0), coalesce(auth0_user_id, '')`, by)
+			RETURNING (response_data->>'kind'), coalesce(employee_id::text, ''), coalesce(auth0_user_id, '')`, by)
 		if err != nil {
 			return fmt.Errorf("release held deprovisions: %w", err)
 		}

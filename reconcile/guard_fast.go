@@ -53,7 +53,7 @@ func (g *Guard) requestFast(ctx context.Context, d Deprovision) (bool, error) {
 			SELECT $1, $2, $3, $4, $5, 'allowed', $9, $9, $9 FROM ok RETURNING key),
 		win AS (INSERT INTO syncd_deprovision_window (decided_at, key) SELECT $9, key FROM ins)
 		SELECT EXISTS (SELECT 1 FROM ins)`,
-		d.key(), d.Kind, d.EmployeeID, nullable(d.UserID), nullable(d.Email), now.Add(-g.cfg.Window),
+		d.key(), d.Kind, d.employeeKey(), nullable(d.UserID), nullable(d.Email), now.Add(-g.cfg.Window),
 		g.cfg.Limit.Percent, g.cfg.Limit.Count, now)
 	b.Queue(`COMMIT`)
 	res := g.pool.SendBatch(ctx, b)

@@ -31,7 +31,7 @@ func (b *bundle) guarded(limit reconcile.Limit, c *clock) (*reconcile.Guard, *re
 // handle is what the work queue and a change source do with a key: reconcile
 // it and, when that succeeds, delete its outbox rows (the source's ack). A
 // key whose reconcile fails keeps its rows and is tried again.
-func (b *bundle) handle(rec *reconcile.Reconciler, id int64) (reconcile.Outcome, error) {
+func (b *bundle) handle(rec *reconcile.Reconciler, id string) (reconcile.Outcome, error) {
 	b.t.Helper()
 	var max int64
 	require.NoError(b.t, b.pool.QueryRow(b.ctx, `SELECT coalesce(max(id), 0) FROM auth0_outbox WHERE employee_id = $1`, id).Scan(&max))
@@ -45,7 +45,7 @@ func (b *bundle) handle(rec *reconcile.Reconciler, id int64) (reconcile.Outcome,
 // handleAll handles every key with outbox rows, as the sources would.
 func (b *bundle) handleAll(rec *reconcile.Reconciler) {
 	b.t.Helper()
-	for _, id := range b.ids(`SELECT DISTINCT employee_id FROM auth0_outbox ORDER BY 1`) {
+	for _, id := range b.ids(`SELECT DISTINCT employee_id::text FROM auth0_outbox ORDER BY 1`) {
 		_, err := b.handle(rec, id)
 		require.NoError(b.t, err, "employee %d: the key is handled", id)
 	}
@@ -61,7 +61,7 @@ func (b *bundle) count(sql string, args ...any) int {
 // cycle is everything that could make syncd look at a held deprovision
 // again: the key handed over once more (a redelivery, a requeue of the
 // outbox), the retry timer's query, and a guard step.
-func (b *bundle) cycle(rec *reconcile.Reconciler, g *reconcile.Guard, ids []int64) {
+func (b *bundle) cycle(rec *reconcile.Reconciler, g *reconcile.Guard, ids []string) {
 	b.t.Helper()
 	for _, id := range ids {
 		_, err := b.handle(rec, id)
@@ -82,9 +82,9 @@ func (b *bundle) blocked() int {
 	return n
 }
 
-func (b *bundle) syncEmployees(n int) []int64 {
+func (b *bundle) syncEmployees(n int) []string {
 	b.t.Helper()
-	var ids []int64
+	var ids []string
 	for i := range n {
 		id := b.insert(fmt.Sprintf("E%d", i), fmt.Sprintf("e%d@example.com", i))
 		require.Equal(b.t, "synced", b.reconcile(id).Status)

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func (b *guardBundle) request(g *reconcile.Guard, ids ...int64) []reconcile.Verd
 		// The row asks for it (a guard forgets what rows no longer ask for).
 		_, err := b.pool.Exec(b.ctx, `UPDATE employees SET active = false WHERE id = $1`, id)
 		require.NoError(b.t, err)
-		dec, err := g.Request(b.ctx, reconcile.Deprovision{Kind: reconcile.KindInactive, EmployeeID: id})
+		dec, err := g.Request(b.ctx, reconcile.Deprovision{Kind: reconcile.KindInactive, EmployeeID: strconv.FormatInt(id, 10)})
 		require.NoError(b.t, err)
 		out = append(out, dec.Verdict)
 	}

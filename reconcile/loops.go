@@ -131,7 +131,7 @@ func (s *ScanLoop) Once(ctx context.Context) *ScanResult {
 	} else {
 		log.InfoContext(ctx, "drift scan found drift", attrs...)
 	}
-	ids := make([]int64, 0, len(res.Drifted))
+	ids := make([]string, 0, len(res.Drifted))
 	for _, dr := range res.Drifted {
 		ids = append(ids, dr.EmployeeID)
 	}
@@ -183,14 +183,14 @@ func (r *Reconciler) OrphanPlan(o Orphan) Plan {
 // (their lease expired) back to the work queue.
 type Rescuer struct {
 	rec     *Reconciler
-	enqueue func(id int64)
+	enqueue func(id string)
 	every   time.Duration
 	log     *slog.Logger
 }
 
 // NewRescuer returns a Rescuer that looks every interval (default 30s) and
 // hands what it finds to enqueue.
-func NewRescuer(rec *Reconciler, enqueue func(id int64), every time.Duration) *Rescuer {
+func NewRescuer(rec *Reconciler, enqueue func(id string), every time.Duration) *Rescuer {
 	if every <= 0 {
 		every = 30 * time.Second
 	}

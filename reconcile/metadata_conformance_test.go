@@ -24,7 +24,7 @@ func TestEmptyAndAbsentUserMetadataAlike(t *testing.T) {
 	b := setup(t)
 	emptied := b.insert("Em Pty", "emptied@example.com")
 	absent := b.insert("Ab Sent", "absent@example.com")
-	for _, id := range []int64{emptied, absent} {
+	for _, id := range []string{emptied, absent} {
 		require.Equal(t, "synced", b.reconcile(id).Status)
 	}
 	emptiedUser, absentUser := b.row(emptied).UserID, b.row(absent).UserID
@@ -44,7 +44,7 @@ func TestEmptyAndAbsentUserMetadataAlike(t *testing.T) {
 	require.NotContains(t, b.user(absentUser), "user_metadata")
 
 	// The same plan for both: set every managed key.
-	fields := func(id int64) map[string]any {
+	fields := func(id string) map[string]any {
 		p, _, err := b.rec.PlanFor(b.ctx, id)
 		require.NoError(t, err)
 		out := map[string]any{}
@@ -69,15 +69,15 @@ func TestEmptyAndAbsentUserMetadataAlike(t *testing.T) {
 
 	// Healed once, then converged: reading Auth0 again writes nothing, and
 	// the scan finds nothing.
-	_, err = reconcile.Requeue(b.ctx, b.pool, []int64{emptied, absent}, false)
+	_, err = reconcile.Requeue(b.ctx, b.pool, []string{emptied, absent}, false)
 	require.NoError(t, err)
-	for _, id := range []int64{emptied, absent} {
+	for _, id := range []string{emptied, absent} {
 		require.Equal(t, "synced", b.reconcile(id).Status)
 	}
-	_, err = reconcile.Requeue(b.ctx, b.pool, []int64{emptied, absent}, false)
+	_, err = reconcile.Requeue(b.ctx, b.pool, []string{emptied, absent}, false)
 	require.NoError(t, err)
 	b.emu.ResetCalls()
-	for _, id := range []int64{emptied, absent} {
+	for _, id := range []string{emptied, absent} {
 		require.Equal(t, "synced", b.reconcile(id).Status)
 		require.Equal(t, "synced", b.reconcile(id).Status)
 	}

@@ -28,10 +28,10 @@ var ErrNoEmployee = errors.New("no such employee")
 
 // UnknownEmployeesError lists the ids of a request that have no row; the
 // request changed nothing.
-type UnknownEmployeesError struct{ IDs []int64 }
+type UnknownEmployeesError struct{ IDs []string }
 
 func (e *UnknownEmployeesError) Error() string {
-	return fmt.Sprintf("no employee with id %v; nothing was changed", e.IDs)
+	return fmt.Sprintf("no employee with id %s; nothing was changed", strings.Join(e.IDs, ", "))
 }
 
 // Is makes errors.Is(err, ErrNoEmployee) true.
@@ -49,8 +49,7 @@ func (e *LinkRefusedError) Error() string { return "link refused: " + e.Reason }
 // (resync_request) naming the actor.
 func RequeueBy(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
-}, ids []int64, actor string) (int64, error) {
-	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+}, ids []string, actor string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -59,7 +58,8 @@ func RequeueBy(ctx context.Context, db interface {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	if err := lockExisting(ctx, tx, ids); err != nil {
+	ids, err = lockExisting(ctx, tx, ids)
+	if err != nil {
 		return 0, err
 	}
 	if err := auditRequest(ctx, tx, ids, "", ActionResyncRequest, map[string]any{"actor": actor}); err != nil {
@@ -75,36 +75,56 @@ func RequeueBy(ctx context.Context, db interface {
 	return n, nil
 }
 
-// lockExisting locks the rows of ids and fails with *UnknownEmployeesError
-// if some have none.
-func lockExisting(ctx context.Context, tx pgx.Tx, ids []int64) error {
-	rows, err := tx.Query(ctx, `SELECT id FROM employees WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+// lockExisting locks the rows of ids (keys as a person typed them) and
+// returns their keys in the table's own text form, sorted and without
+// duplicates; it fails with *NotAKeyError if some are no key of the table's
+// type, and with *UnknownEmployeesError if some have no row.
+func lockExisting(ctx context.Context, tx pgx.Tx, ids []string) ([]string, error) {
+	if err := CheckKeys(ctx, tx, ids); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT p.given, e.id::text FROM syncd_parse_keys($1) p LEFT JOIN employees e ON e.id = p.key`, ids)
 	if err != nil {
-		return fmt.Errorf("read employees: %w", err)
+		return nil, fmt.Errorf("read employees: %w", err)
 	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return fmt.Errorf("read employees: %w", err)
-	}
-	if len(found) == len(ids) {
-		return nil
-	}
-	var missing []int64
-	for _, id := range ids {
-		if !slices.Contains(found, id) {
-			missing = append(missing, id)
+	var keys, missing []string
+	for rows.Next() {
+		var given string
+		var key *string
+		if err := rows.Scan(&given, &key); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read employees: %w", err)
 		}
+		if key == nil {
+			if !slices.Contains(missing, given) {
+				missing = append(missing, given)
+			}
+			continue
+		}
+		keys = append(keys, *key)
 	}
-	return &UnknownEmployeesError{IDs: missing}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read employees: %w", err)
+	}
+	if len(missing) > 0 {
+		return nil, &UnknownEmployeesError{IDs: missing}
+	}
+	slices.SortFunc(keys, CompareKeys)
+	keys = slices.Compact(keys)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM employees WHERE id = ANY(syncd_keys($1)) ORDER BY id FOR UPDATE`, keys); err != nil {
+		return nil, fmt.Errorf("lock employees: %w", err)
+	}
+	return keys, nil
 }
 
-func auditRequest(ctx context.Context, tx pgx.Tx, ids []int64, userID, action string, response map[string]any) error {
+func auditRequest(ctx context.Context, tx pgx.Tx, ids []string, userID, action string, response map[string]any) error {
 	raw, err := json.Marshal(response)
 	if err != nil {
 		return fmt.Errorf("encode audit response: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data)
-		SELECT id, nullif($2, ''), $3, 'requested', $4::jsonb FROM unnest($1::bigint[]) AS id`, ids, userID, action, string(raw)); err != nil {
+		SELECT id, nullif($2, ''), $3, 'requested', $4::jsonb FROM unnest(syncd_keys($1)) AS id`, ids, userID, action, string(raw)); err != nil {
 		return fmt.Errorf("write audit log: %w", err)
 	}
 	return nil
@@ -116,7 +136,7 @@ func auditRequest(ctx context.Context, tx pgx.Tx, ids []int64, userID, action st
 // the email belongs to is this employee's. It refuses, changing nothing, an
 // account that does not exist, is outside the connection, carries another
 // employee's app_metadata.employee_id, or is linked to another row.
-func (r *Reconciler) Link(ctx context.Context, id int64, userID, actor string) error {
+func (r *Reconciler) Link(ctx context.Context, id string, userID, actor string) error {
 	userID = strings.TrimSpace(userID)
 	if userID == "" {
 		return &LinkRefusedError{Reason: "no Auth0 user id given"}
@@ -131,32 +151,34 @@ func (r *Reconciler) Link(ctx context.Context, id int64, userID, actor string) e
 	if !u.InConnection(r.cfg.Connection) {
 		return &LinkRefusedError{Reason: fmt.Sprintf("account %s is not in the connection %s", userID, r.cfg.Connection)}
 	}
-	if eid, ok := employeeIDOf(u); ok && eid != id {
-		return &LinkRefusedError{Reason: fmt.Sprintf("account %s belongs to employee %d (its app_metadata.employee_id)", userID, eid)}
-	}
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	if err := lockExisting(ctx, tx, []int64{id}); err != nil {
+	keys, err := lockExisting(ctx, tx, []string{id})
+	if err != nil {
 		return err
 	}
-	var other int64
-	err = tx.QueryRow(ctx, `SELECT id FROM employees WHERE auth0_user_id = $1 AND id <> $2 LIMIT 1`, userID, id).Scan(&other)
+	id = keys[0]
+	if eid, ok := employeeIDOf(u); ok && eid != id {
+		return &LinkRefusedError{Reason: fmt.Sprintf("account %s belongs to employee %s (its app_metadata.employee_id)", userID, eid)}
+	}
+	var other string
+	err = tx.QueryRow(ctx, `SELECT id::text FROM employees WHERE auth0_user_id = $1 AND id <> $2 LIMIT 1`, userID, id).Scan(&other)
 	switch {
 	case err == nil:
-		return &LinkRefusedError{Reason: fmt.Sprintf("account %s is linked to employee %d", userID, other)}
+		return &LinkRefusedError{Reason: fmt.Sprintf("account %s is linked to employee %s", userID, other)}
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("read employees: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE employees SET auth0_user_id = $2, auth0_synced_state = NULL WHERE id = $1`, id, userID); err != nil {
 		return fmt.Errorf("link account: %w", err)
 	}
-	if err := auditRequest(ctx, tx, []int64{id}, userID, ActionLinkRequest, map[string]any{"actor": actor, "auth0_user_id": userID}); err != nil {
+	if err := auditRequest(ctx, tx, []string{id}, userID, ActionLinkRequest, map[string]any{"actor": actor, "auth0_user_id": userID}); err != nil {
 		return err
 	}
-	if _, err := Requeue(ctx, tx, []int64{id}, false); err != nil {
+	if _, err := Requeue(ctx, tx, []string{id}, false); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -168,10 +190,11 @@ func (r *Reconciler) Link(ctx context.Context, id int64, userID, actor string) e
 // DesiredOf reads employee id's row and computes its desired Auth0 state
 // (no Auth0 call). A row that cannot become an account returns its
 // *InvalidRowError with a zero Desired.
-func (r *Reconciler) DesiredOf(ctx context.Context, id int64) (Desired, error) {
-	e, err := scanEmployee(r.pool.QueryRow(ctx, `SELECT `+employeeColumns+` FROM employees WHERE id = $1`, id))
+func (r *Reconciler) DesiredOf(ctx context.Context, id string) (Desired, error) {
+	e, err := scanEmployee(r.pool.QueryRow(ctx, `SELECT `+employeeColumns+` FROM employees
+		WHERE id = (SELECT key FROM syncd_parse_keys(ARRAY[$1::text]))`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Desired{}, fmt.Errorf("employee %d: %w", id, ErrNoEmployee)
+		return Desired{}, fmt.Errorf("employee %s: %w", id, ErrNoEmployee)
 	}
 	if err != nil {
 		return Desired{}, fmt.Errorf("read employee: %w", err)

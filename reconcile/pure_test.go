@@ -43,9 +43,9 @@ func TestLimit(t *testing.T) {
 
 func TestDeprovisionKey(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "account:auth0|x", Deprovision{Kind: KindOrphan, EmployeeID: 4, UserID: "auth0|x"}.key())
-	require.Equal(t, "employee:42", Deprovision{Kind: KindInactive, EmployeeID: 42, UserID: "auth0|x"}.key())
-	require.Equal(t, "employee:7", Deprovision{Kind: KindDeleted, EmployeeID: 7}.key())
+	require.Equal(t, "account:auth0|x", Deprovision{Kind: KindOrphan, EmployeeID: "4", UserID: "auth0|x"}.key())
+	require.Equal(t, "employee:42", Deprovision{Kind: KindInactive, EmployeeID: "42", UserID: "auth0|x"}.key())
+	require.Equal(t, "employee:7", Deprovision{Kind: KindDeleted, EmployeeID: "7"}.key())
 }
 
 func TestPlanText(t *testing.T) {

@@ -2,8 +2,10 @@ package reconcile_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +36,18 @@ type option func(*reconcile.Config, *emulator.Options)
 
 func setup(t *testing.T, opts ...option) *bundle {
 	t.Helper()
+	return setupOn(t, pgtest.NewDatabase(t), opts...)
+}
+
+// setupKeyed is setup on an employees table whose key is of kind key (one of
+// pgtest.Keys).
+func setupKeyed(t *testing.T, key string, opts ...option) *bundle {
+	t.Helper()
+	return setupOn(t, pgtest.NewKeyedDatabase(t, key), opts...)
+}
+
+func setupOn(t *testing.T, dbURL string, opts ...option) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	cfg := reconcile.Config{Roles: map[string]string{"associate": "production_associate", "lead": "production_lead"}, RetryBase: time.Second, BusyWait: 200 * time.Millisecond}
 	eopts := emulator.Options{Roles: []string{"production_associate", "production_lead", "billing_admin"}}
@@ -48,7 +62,7 @@ func setup(t *testing.T, opts ...option) *bundle {
 	api, err := auth0.New(auth0.Config{BaseURL: base, ClientID: "syncd-emulator", ClientSecret: "syncd-emulator-secret",
 		MaxAttempts: 3, MaxElapsed: 5 * time.Second})
 	require.NoError(t, err)
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	b := &bundle{t: t, ctx: ctx, pool: pool, srv: srv, emu: srv.Emulator, api: api, cfg: cfg}
@@ -68,11 +82,11 @@ func (b *bundle) exec(sql string, args ...any) {
 	require.NoError(b.t, err)
 }
 
-func (b *bundle) insert(name, email string) int64 {
+func (b *bundle) insert(name, email string) string {
 	b.t.Helper()
-	var id int64
+	var id string
 	require.NoError(b.t, b.pool.QueryRow(b.ctx, `INSERT INTO employees (name, email, department, phone_number, connecteam_id)
-		VALUES ($1, $2, 'Heat Press', '+15550100', 'ct-1') RETURNING id`, name, email).Scan(&id))
+		VALUES ($1, $2, 'Heat Press', '+15550100', 'ct-1') RETURNING id::text`, name, email).Scan(&id))
 	return id
 }
 
@@ -82,7 +96,7 @@ type row struct {
 	NextAttempt           *time.Time
 }
 
-func (b *bundle) row(id int64) row {
+func (b *bundle) row(id string) row {
 	b.t.Helper()
 	var r row
 	require.NoError(b.t, b.pool.QueryRow(b.ctx, `SELECT auth0_sync_status, coalesce(auth0_sync_error, ''), coalesce(auth0_user_id, ''),
@@ -91,12 +105,12 @@ func (b *bundle) row(id int64) row {
 }
 
 // expireLease is time passing after a worker died: its lease on the row runs out.
-func (b *bundle) expireLease(id int64) {
+func (b *bundle) expireLease(id string) {
 	b.t.Helper()
 	b.exec(`UPDATE employees SET auth0_locked_until = now() - interval '1 second' WHERE id = $1`, id)
 }
 
-func (b *bundle) reconcile(id int64) reconcile.Outcome {
+func (b *bundle) reconcile(id string) reconcile.Outcome {
 	b.t.Helper()
 	out, err := b.rec.Reconcile(b.ctx, id)
 	require.NoError(b.t, err)
@@ -147,8 +161,8 @@ func TestCreateAndConverge(t *testing.T) {
 	require.Equal(t, "ada@example.com", u["email"])
 	require.Equal(t, "Ada Lovelace", u["name"])
 	app := u["app_metadata"].(map[string]any)
-	require.EqualValues(t, id, app["employee_id"])
-	require.EqualValues(t, id, app["internal_id"])
+	require.Equal(t, jsonNumber(t, id), app["employee_id"], "an integer key is a JSON number")
+	require.Equal(t, jsonNumber(t, id), app["internal_id"])
 	require.Equal(t, "Heat Press", app["department"])
 	require.Equal(t, "associate", app["role_code"])
 	require.Equal(t, "ct-1", app["connecteam_id"])
@@ -173,7 +187,7 @@ func TestCreateAndConverge(t *testing.T) {
 	require.EqualValues(t, 0, b.emu.CallCount(""))
 
 	// After a resync (read Auth0 first): reads, and still no write.
-	_, err := reconcile.Requeue(b.ctx, b.pool, []int64{id}, false)
+	_, err := reconcile.Requeue(b.ctx, b.pool, []string{id}, false)
 	require.NoError(t, err)
 	out = b.reconcile(id)
 	require.Empty(t, out.Applied)
@@ -271,14 +285,14 @@ func TestAdoption(t *testing.T) {
 	for _, tt := range []struct {
 		name       string
 		policy     reconcile.AdoptPolicy
-		app        func(id int64) map[string]any
+		app        func(id string) map[string]any
 		wantStatus string
 		wantSame   bool
 	}{
-		{"carries this employee_id", reconcile.AdoptConflict, func(id int64) map[string]any { return map[string]any{"employee_id": id} }, "synced", true},
-		{"carries another employee_id", reconcile.AdoptAccount, func(id int64) map[string]any { return map[string]any{"employee_id": id + 1000} }, "conflict", false},
-		{"no employee_id, policy conflict", reconcile.AdoptConflict, func(int64) map[string]any { return map[string]any{"plan": "gold"} }, "conflict", false},
-		{"no employee_id, policy adopt", reconcile.AdoptAccount, func(int64) map[string]any { return map[string]any{"plan": "gold"} }, "synced", true},
+		{"carries this employee_id", reconcile.AdoptConflict, func(id string) map[string]any { return map[string]any{"employee_id": id} }, "synced", true},
+		{"carries another employee_id", reconcile.AdoptAccount, func(id string) map[string]any { return map[string]any{"employee_id": id + "000"} }, "conflict", false},
+		{"no employee_id, policy conflict", reconcile.AdoptConflict, func(string) map[string]any { return map[string]any{"plan": "gold"} }, "conflict", false},
+		{"no employee_id, policy adopt", reconcile.AdoptAccount, func(string) map[string]any { return map[string]any{"plan": "gold"} }, "synced", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -315,7 +329,7 @@ func TestBadRows(t *testing.T) {
 	b.exec(`UPDATE employees SET role_code = 'wizard' WHERE id = $1`, unknownRole)
 	empty := b.insert("Empty", "  ")
 
-	for _, id := range []int64{good, dup1, dup2, invalid, unknownRole, empty} {
+	for _, id := range []string{good, dup1, dup2, invalid, unknownRole, empty} {
 		b.reconcile(id)
 	}
 	require.Equal(t, "synced", b.row(good).Status)
@@ -368,44 +382,55 @@ func (c *crashing) AssignUserRoles(ctx context.Context, id string, roles []strin
 
 func TestCreateIsCrashSafe(t *testing.T) {
 	t.Parallel()
-	for _, step := range []string{"before POST", "answer lost", "after POST", "after role assign"} {
-		t.Run(step, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t)
-			id := b.insert("Di", "di@example.com")
-			switch step {
-			case "before POST":
-				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", Drop: true}}})
+	for _, key := range pgtest.Keys {
+		for _, step := range []string{"before POST", "answer lost", "after POST", "after role assign"} {
+			t.Run(key+"/"+step, func(t *testing.T) {
+				t.Parallel()
+				b := setupKeyed(t, key)
+				id := b.insert("Di", "di@example.com")
+				switch step {
+				case "before POST":
+					b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", Drop: true}}})
+					out := b.reconcile(id)
+					require.Equal(t, reconcile.ResultRetry, out.Result)
+					require.ErrorIs(t, out.Err, auth0.ErrOutcomeUnknown)
+					require.Equal(t, "retrying", b.row(id).Status)
+				case "answer lost":
+					b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", LoseAnswer: true}}})
+				case "after POST", "after role assign":
+					after := map[string]string{"after POST": "create", "after role assign": "assign"}[step]
+					rec := b.reconciler(&crashing{Client: b.api, after: after})
+					require.PanicsWithValue(t, crash{}, func() { _, _ = rec.Reconcile(b.ctx, id) })
+					require.Equal(t, "syncing", b.row(id).Status)
+					require.Empty(t, b.row(id).UserID, "the crash lost the database write")
+					_, err := b.rec.Reconcile(b.ctx, id)
+					require.ErrorIs(t, err, reconcile.ErrBusy, "the dead worker's lease still holds for another process")
+					b.expireLease(id)
+				}
 				out := b.reconcile(id)
-				require.Equal(t, reconcile.ResultRetry, out.Result)
-				require.ErrorIs(t, out.Err, auth0.ErrOutcomeUnknown)
-				require.Equal(t, "retrying", b.row(id).Status)
-			case "answer lost":
-				b.emu.SetFaults(emulator.Faults{Script: []emulator.ScriptedFault{{Endpoint: "POST /api/v2/users", LoseAnswer: true}}})
-			case "after POST", "after role assign":
-				after := map[string]string{"after POST": "create", "after role assign": "assign"}[step]
-				rec := b.reconciler(&crashing{Client: b.api, after: after})
-				require.PanicsWithValue(t, crash{}, func() { _, _ = rec.Reconcile(b.ctx, id) })
-				require.Equal(t, "syncing", b.row(id).Status)
-				require.Empty(t, b.row(id).UserID, "the crash lost the database write")
-				_, err := b.rec.Reconcile(b.ctx, id)
-				require.ErrorIs(t, err, reconcile.ErrBusy, "the dead worker's lease still holds for another process")
-				b.expireLease(id)
-			}
-			out := b.reconcile(id)
-			require.Equal(t, "synced", out.Status, "%v", out.Err)
-			require.EqualValues(t, 1, b.accounts("di@example.com"))
-			r := b.row(id)
-			require.NotEmpty(t, r.UserID)
-			require.Equal(t, []string{"production_associate"}, b.emu.UserRoles(r.UserID))
-			require.Equal(t, 0, r.Attempts)
-		})
+				require.Equal(t, "synced", out.Status, "%v", out.Err)
+				require.EqualValues(t, 1, b.accounts("di@example.com"))
+				r := b.row(id)
+				require.NotEmpty(t, r.UserID)
+				require.Equal(t, []string{"production_associate"}, b.emu.UserRoles(r.UserID))
+				require.Equal(t, 0, r.Attempts)
+				require.Equal(t, b.keyJSON(id), b.user(r.UserID)["app_metadata"].(map[string]any)["employee_id"], "the account names its row")
+			})
+		}
 	}
 }
 
 func TestLostCreateUnderOldEmail(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	for _, key := range pgtest.Keys {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			testLostCreateUnderOldEmail(t, setupKeyed(t, key))
+		})
+	}
+}
+
+func testLostCreateUnderOldEmail(t *testing.T, b *bundle) {
 	id := b.insert("Ed", "ed@example.com")
 	rec := b.reconciler(&crashing{Client: b.api, after: "create"})
 	require.Panics(t, func() { _, _ = rec.Reconcile(b.ctx, id) })
@@ -417,6 +442,18 @@ func TestLostCreateUnderOldEmail(t *testing.T) {
 	require.Equal(t, "synced", out.Status, "%v", out.Err)
 	require.Len(t, b.emu.Users(), 1)
 	require.Equal(t, "edward@example.com", b.user(b.row(id).UserID)["email"])
+	require.Positive(t, b.emu.CallCount("GET /api/v2/users"), "found by the search on app_metadata.employee_id")
+}
+
+// keyJSON is employee id's key as app_metadata.employee_id carries it once
+// decoded: a float64 for an integer key, a string for uuid and text keys.
+func (b *bundle) keyJSON(id string) any {
+	b.t.Helper()
+	var raw []byte
+	require.NoError(b.t, b.pool.QueryRow(b.ctx, `SELECT to_jsonb(id)::text FROM employees WHERE id = $1`, id).Scan(&raw))
+	var v any
+	require.NoError(b.t, json.Unmarshal(raw, &v))
+	return v
 }
 
 // changing edits the row while the reconcile is in Auth0.
@@ -480,7 +517,7 @@ func TestOneWorkerPerEmployee(t *testing.T) {
 		o.Faults.Latency = 5 * time.Millisecond
 		c.BusyWait = time.Minute // the other workers wait for the lease, they do not give up
 	})
-	ids := []int64{b.insert("H1", "h1@example.com"), b.insert("H2", "h2@example.com")}
+	ids := []string{b.insert("H1", "h1@example.com"), b.insert("H2", "h2@example.com")}
 	// Two reconcilers (as two processes would have) race on the same rows.
 	other := b.reconciler(b.api)
 	var wg sync.WaitGroup
@@ -521,4 +558,12 @@ func TestOwnLeaseTakenBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "synced", out.Status)
 	require.Equal(t, 1, b.accounts("jo@example.com"))
+}
+
+// jsonNumber is integer key id as encoding/json decodes a JSON number.
+func jsonNumber(t *testing.T, id string) float64 {
+	t.Helper()
+	n, err := strconv.ParseFloat(id, 64)
+	require.NoError(t, err)
+	return n
 }

@@ -152,14 +152,14 @@ type Reconciler struct {
 	owner string
 
 	mu       sync.Mutex
-	inFlight map[int64]bool // employees this Reconciler is working on
+	inFlight map[string]bool // employees this Reconciler is working on
 
 	// unavailable says why revocation is unavailable (the tenant's plan),
 	// nil while it is not known to be (revoke.go).
 	unavailable atomic.Pointer[string]
 
 	// claims and records are the group commits of leases and outcomes (group.go).
-	claims  *groupcommit.Group[int64, *Employee]
+	claims  *groupcommit.Group[string, *Employee]
 	records *groupcommit.Group[recordItem, bool]
 }
 
@@ -169,7 +169,7 @@ func New(pool *pgxpool.Pool, api Auth0, cfg Config) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("reconcile config: %w", err)
 	}
-	r := &Reconciler{pool: pool, api: api, cfg: cfg, owner: newReconcileID(), inFlight: map[int64]bool{}}
+	r := &Reconciler{pool: pool, api: api, cfg: cfg, owner: newReconcileID(), inFlight: map[string]bool{}}
 	r.initGroups()
 	return r, nil
 }
@@ -194,7 +194,7 @@ func newReconcileID() string {
 // attempt is the state of one reconcile.
 type attempt struct {
 	r      *Reconciler
-	id     int64
+	id     string
 	rid    string
 	log    *slog.Logger
 	emp    *Employee
@@ -226,7 +226,7 @@ type attempt struct {
 // error is non-nil only when nothing could be recorded (the database is
 // unreachable, ErrBusy, or a deleted row's deprovisioning must be retried);
 // every other Auth0 failure is an Outcome.
-func (r *Reconciler) Reconcile(ctx context.Context, id int64) (Outcome, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, id string) (Outcome, error) {
 	rid := newReconcileID()
 	ctx = context.WithValue(ctx, ctxKey{}, rid)
 	a := &attempt{r: r, id: id, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "employee_id", id)}
@@ -282,7 +282,7 @@ const recordTimeout = 15 * time.Second
 // attempt, if this process dies after POST /users, that an account may exist
 // and must be looked for before creating. A held lease is waited for, a
 // little; a lease of a dead process expires.
-func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
+func (r *Reconciler) claim(ctx context.Context, id string) (*Employee, error) {
 	lease := (r.cfg.Timeout + recordTimeout).Seconds()
 	wait := 5 * time.Millisecond
 	start := time.Now()
@@ -349,7 +349,7 @@ func (r *Reconciler) claim(ctx context.Context, id int64) (*Employee, error) {
 	}
 }
 
-func (r *Reconciler) release(id int64) {
+func (r *Reconciler) release(id string) {
 	r.mu.Lock()
 	delete(r.inFlight, id)
 	r.mu.Unlock()
@@ -550,7 +550,7 @@ func (a *attempt) observe(ctx context.Context, d Desired, mayExist bool) (*Obser
 	}
 	if foreign != nil {
 		if eid, ok := employeeIDOf(foreign); ok {
-			out := a.conflict(&ConflictError{Email: d.Email, UserID: foreign.UserID, Reason: fmt.Sprintf("which belongs to employee %d", eid)})
+			out := a.conflict(&ConflictError{Email: d.Email, UserID: foreign.UserID, Reason: fmt.Sprintf("which belongs to employee %s", eid)})
 			return nil, &out
 		}
 		if a.r.cfg.Adopt != AdoptAccount {
@@ -562,7 +562,7 @@ func (a *attempt) observe(ctx context.Context, d Desired, mayExist bool) (*Obser
 	}
 	// A lost create under an email the row no longer has: search by
 	// employee_id (eventually consistent, so only in this recovery path).
-	page, err := api.SearchUsers(ctx, auth0.SearchUsersRequest{Query: fmt.Sprintf("app_metadata.employee_id:%d", e.ID), PerPage: 10})
+	page, err := api.SearchUsers(ctx, auth0.SearchUsersRequest{Query: searchKeyQuery(e), PerPage: 10})
 	if err != nil {
 		out := a.failure(err)
 		return nil, &out
@@ -678,11 +678,11 @@ func newPassword() string {
 // middle of a reconcile: their lease expired. Rows that came from the outbox
 // come back through it anyway; this finds the others (a retry or a drift
 // requeue that was in flight).
-func (r *Reconciler) Abandoned(ctx context.Context) ([]int64, error) {
-	rows, err := r.pool.Query(ctx, `SELECT id FROM employees
+func (r *Reconciler) Abandoned(ctx context.Context) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `SELECT id::text FROM employees
 		WHERE auth0_sync_status = 'syncing' AND auth0_locked_until < now()`)
 	if err != nil {
 		return nil, fmt.Errorf("find abandoned rows: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[int64])
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

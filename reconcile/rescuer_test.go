@@ -49,11 +49,11 @@ func TestRescuerLogsOncePerCause(t *testing.T) {
 		require.Eventually(t, func() bool { return attempts() >= want }, 60*time.Second, 5*time.Millisecond)
 	}
 
-	var rescued atomic.Int64
+	var rescued atomic.Value
 	ctx, cancel := context.WithCancel(b.ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- reconcile.NewRescuer(b.rec, func(id int64) { rescued.Store(id) }, 5*time.Millisecond).Run(ctx)
+		done <- reconcile.NewRescuer(b.rec, func(id string) { rescued.Store(id) }, 5*time.Millisecond).Run(ctx)
 	}()
 	defer func() {
 		cancel()
@@ -71,7 +71,7 @@ func TestRescuerLogsOncePerCause(t *testing.T) {
 	require.Equal(t, 1, logs.count("rescue test: cause B"))
 
 	b.exec(`UPDATE rescue_cause SET cause = ''`)
-	require.Eventually(t, func() bool { return rescued.Load() == 7 }, 60*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return rescued.Load() == "7" }, 60*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return logs.count("works again") == 1 }, 60*time.Second, 5*time.Millisecond)
 	waitAttempts(5)
 	require.Equal(t, 1, logs.count("works again"), "said once")

@@ -217,9 +217,9 @@ func (a *attempt) queueRevocations(b *pgx.Batch) {
 		tokens = tokens || k == ActionRevokeRefreshTokens
 	}
 	b.Queue(`INSERT INTO syncd_access_revocations (auth0_user_id, employee_id, sessions_revoked_at, refresh_tokens_revoked_at)
-		VALUES ($1, nullif($2, 0), CASE WHEN $3 THEN now() END, CASE WHEN $4 THEN now() END)
+		VALUES ($1, $2, CASE WHEN $3 THEN now() END, CASE WHEN $4 THEN now() END)
 		ON CONFLICT (auth0_user_id) DO UPDATE SET employee_id = coalesce(EXCLUDED.employee_id, syncd_access_revocations.employee_id),
 			sessions_revoked_at = coalesce(EXCLUDED.sessions_revoked_at, syncd_access_revocations.sessions_revoked_at),
 			refresh_tokens_revoked_at = coalesce(EXCLUDED.refresh_tokens_revoked_at, syncd_access_revocations.refresh_tokens_revoked_at),
-			updated_at = now()`, a.userID, a.id, sessions, tokens)
+			updated_at = now()`, a.userID, nullable(a.id), sessions, tokens)
 }

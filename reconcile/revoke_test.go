@@ -20,7 +20,7 @@ const (
 
 // loggedIn is a synced employee with two logins (two sessions, two refresh
 // tokens) and no calls counted yet.
-func (b *bundle) loggedIn(name, email string) (int64, string) {
+func (b *bundle) loggedIn(name, email string) (string, string) {
 	b.t.Helper()
 	id := b.insert(name, email)
 	require.Equal(b.t, "synced", b.reconcile(id).Status)
@@ -31,7 +31,7 @@ func (b *bundle) loggedIn(name, email string) (int64, string) {
 	return id, uid
 }
 
-func (b *bundle) actions(id int64) []string {
+func (b *bundle) actions(id string) []string {
 	b.t.Helper()
 	rows, err := b.pool.Query(b.ctx, `SELECT action || ':' || status FROM auth0_sync_logs WHERE employee_id = $1 ORDER BY id`, id)
 	require.NoError(b.t, err)
@@ -71,7 +71,7 @@ func TestLeaverLosesSessionsAndRefreshTokens(t *testing.T) {
 	// A second reconcile of the leaver (a redelivery, a resync) revokes nothing again.
 	b.emu.ResetCalls()
 	require.Equal(t, "deprovisioned", b.reconcile(id).Status)
-	_, err := reconcile.Requeue(b.ctx, b.pool, []int64{id}, false) // clears the last-applied record: Auth0 is read
+	_, err := reconcile.Requeue(b.ctx, b.pool, []string{id}, false) // clears the last-applied record: Auth0 is read
 	require.NoError(t, err)
 	require.Equal(t, "deprovisioned", b.reconcile(id).Status)
 	require.Zero(t, b.emu.CallCount(epSessions)+b.emu.CallCount(epTokens), "%v", b.emu.Calls())
@@ -160,7 +160,7 @@ func TestRevocationUnavailableOnPlan(t *testing.T) {
 	require.NoError(t, b.emu.SetRate(emulator.PlanProfessional, 1000, 1000)) // the plan's rules, a generous rate
 	b.emu.ResetCalls()
 
-	b.exec(`UPDATE employees SET active = false WHERE id = ANY($1)`, []int64{one, two})
+	b.exec(`UPDATE employees SET active = false WHERE id = ANY($1)`, []string{one, two})
 	out := b.reconcile(one)
 	require.Equal(t, reconcile.ResultDone, out.Result, "%v", out.Err)
 	require.Equal(t, "deprovisioned", b.row(one).Status)

@@ -32,7 +32,7 @@ const (
 
 // Drift is an employee whose account differs from the row.
 type Drift struct {
-	EmployeeID int64       `json:"employee_id"`
+	EmployeeID string      `json:"employee_id"`
 	UserID     string      `json:"auth0_user_id,omitempty"`
 	Kinds      []DriftKind `json:"kinds"`
 	// Deprovisions: fixing it blocks or deletes the account.
@@ -45,7 +45,7 @@ type Drift struct {
 type Orphan struct {
 	UserID     string `json:"auth0_user_id"`
 	Email      string `json:"email,omitempty"`
-	EmployeeID int64  `json:"employee_id,omitempty"` // from app_metadata, 0 if none
+	EmployeeID string `json:"employee_id,omitempty"` // from app_metadata, "" if none
 	Blocked    bool   `json:"blocked"`
 	Reason     string `json:"reason"`
 }
@@ -72,9 +72,9 @@ type ScanResult struct {
 
 // NotCompared is a group of rows that a scan did not compare, for one reason.
 type NotCompared struct {
-	Reason      string  `json:"reason"`
-	Count       int     `json:"count"`
-	EmployeeIDs []int64 `json:"employee_ids"`
+	Reason      string   `json:"reason"`
+	Count       int      `json:"count"`
+	EmployeeIDs []string `json:"employee_ids"`
 }
 
 // Reasons a row is not compared (besides the row's own invalidity).
@@ -186,10 +186,10 @@ var scanFields = []auth0.ExportField{
 func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 	start := time.Now()
 	res := &ScanResult{Drifted: []Drift{}, Orphans: []Orphan{}, NotCompared: []NotCompared{}}
-	entries := map[int64]*scanEntry{}
-	known := map[int64]bool{} // every row, compared or not
+	entries := map[string]*scanEntry{}
+	known := map[string]bool{} // every row, compared or not
 	skipped := map[string]*NotCompared{}
-	skip := func(id int64, reason string) {
+	skip := func(id string, reason string) {
 		g := skipped[reason]
 		if g == nil {
 			g = &NotCompared{Reason: reason}
@@ -288,8 +288,8 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		}
 	}
 
-	drifted := map[int64]*Drift{}
-	addDrift := func(id int64, userID string, k DriftKind, deprov bool) {
+	drifted := map[string]*Drift{}
+	addDrift := func(id string, userID string, k DriftKind, deprov bool) {
 		d := drifted[id]
 		if d == nil {
 			d = &Drift{EmployeeID: id, UserID: userID}
@@ -331,7 +331,7 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 			return nil // the row is in flight or terminal: not compared
 		case ent.userID != u.UserID:
 			res.Orphans = append(res.Orphans, Orphan{UserID: u.UserID, Email: u.Email, EmployeeID: eid, Blocked: u.Blocked,
-				Reason: fmt.Sprintf("employee %d is linked to another account (%s)", eid, ent.userID)})
+				Reason: fmt.Sprintf("employee %s is linked to another account (%s)", eid, ent.userID)})
 			return nil
 		}
 		ent.seen = true
@@ -378,7 +378,7 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		slices.Sort(d.Kinds)
 		res.Drifted = append(res.Drifted, *d)
 	}
-	slices.SortFunc(res.Drifted, func(a, b Drift) int { return int(a.EmployeeID - b.EmployeeID) })
+	slices.SortFunc(res.Drifted, func(a, b Drift) int { return CompareKeys(a.EmployeeID, b.EmployeeID) })
 	slices.SortFunc(res.Orphans, func(a, b Orphan) int {
 		if a.UserID < b.UserID {
 			return -1
@@ -386,7 +386,7 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 		return 1
 	})
 	for _, g := range skipped {
-		slices.Sort(g.EmployeeIDs)
+		slices.SortFunc(g.EmployeeIDs, CompareKeys)
 		res.NotCompared = append(res.NotCompared, *g)
 	}
 	slices.SortFunc(res.NotCompared, func(a, b NotCompared) int {
@@ -413,21 +413,21 @@ func roleDrifted(role string, have []string) bool {
 // that changed the account meanwhile (a role_code change: one role removed,
 // another assigned, while the scan paged) looks like drift that is not
 // there. Whatever drift such a row still has, the next scan reports it.
-func (r *Reconciler) recheckDrift(ctx context.Context, drifted map[int64]*Drift, entries map[int64]*scanEntry) error {
+func (r *Reconciler) recheckDrift(ctx context.Context, drifted map[string]*Drift, entries map[string]*scanEntry) error {
 	if len(drifted) == 0 {
 		return nil
 	}
 	ids := slices.Collect(maps.Keys(drifted))
-	rows, err := r.pool.Query(ctx, `SELECT id, auth0_sync_status, auth0_synced_at,
+	rows, err := r.pool.Query(ctx, `SELECT id::text, auth0_sync_status, auth0_synced_at,
 			auth0_sync_status IN ('pending', 'syncing', 'retrying') OR coalesce(auth0_locked_until > now(), false)
-		FROM employees WHERE id = ANY($1)`, ids)
+		FROM employees WHERE id = ANY(syncd_keys($1))`, ids)
 	if err != nil {
 		return fmt.Errorf("read drifted employees again: %w", err)
 	}
-	atRest := map[int64]bool{}
+	atRest := map[string]bool{}
 	for rows.Next() {
 		var (
-			id       int64
+			id       string
 			status   string
 			syncedAt *time.Time
 			inFlight bool
@@ -463,7 +463,7 @@ func sameTime(a, b *time.Time) bool {
 // account no longer shows: a role assigned or removed by hand while the
 // listing paged (a member assigned behind the checkpoint is not listed). It
 // costs one call per role-drifted account, none when nothing drifted.
-func (r *Reconciler) confirmRoles(ctx context.Context, drifted map[int64]*Drift, entries map[int64]*scanEntry) error {
+func (r *Reconciler) confirmRoles(ctx context.Context, drifted map[string]*Drift, entries map[string]*scanEntry) error {
 	managed := r.cfg.managedRoles()
 	for id, d := range drifted {
 		if !slices.Contains(d.Kinds, DriftRole) {
@@ -474,7 +474,7 @@ func (r *Reconciler) confirmRoles(ctx context.Context, drifted map[int64]*Drift,
 			continue // deleted meanwhile: the requeued reconcile sees it
 		}
 		if err != nil {
-			return fmt.Errorf("confirm role drift of employee %d: %w", id, err)
+			return fmt.Errorf("confirm role drift of employee %s: %w", id, err)
 		}
 		var have []string
 		for _, ro := range roles {
@@ -501,18 +501,20 @@ func (r *Reconciler) confirmRoles(ctx context.Context, drifted map[int64]*Drift,
 // if its row is gone, or is at rest (not leased, not pending) and linked to
 // another account.
 func (r *Reconciler) recheckOrphans(ctx context.Context, orphans []Orphan) ([]Orphan, error) {
-	var ids []int64
+	var ids []string
 	for _, o := range orphans {
-		if o.EmployeeID != 0 {
+		if o.EmployeeID != "" {
 			ids = append(ids, o.EmployeeID)
 		}
 	}
 	if len(ids) == 0 {
 		return orphans, nil
 	}
-	rows, err := r.pool.Query(ctx, `SELECT id, coalesce(auth0_user_id, ''),
-			auth0_sync_status IN ('pending', 'syncing', 'retrying') OR coalesce(auth0_locked_until > now(), false)
-		FROM employees WHERE id = ANY($1)`, ids)
+	// The ids come from Auth0: one that is no key of the table's type names
+	// no row (syncd_parse_keys gives it no key).
+	rows, err := r.pool.Query(ctx, `SELECT p.given, coalesce(e.auth0_user_id, ''),
+			e.auth0_sync_status IN ('pending', 'syncing', 'retrying') OR coalesce(e.auth0_locked_until > now(), false)
+		FROM syncd_parse_keys($1) p JOIN employees e ON e.id = p.key`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read employees again: %w", err)
 	}
@@ -520,10 +522,10 @@ func (r *Reconciler) recheckOrphans(ctx context.Context, orphans []Orphan) ([]Or
 		userID   string
 		inFlight bool
 	}
-	current := map[int64]now{}
+	current := map[string]now{}
 	for rows.Next() {
 		var (
-			id int64
+			id string
 			n  now
 		)
 		if err := rows.Scan(&id, &n.userID, &n.inFlight); err != nil {
@@ -539,7 +541,7 @@ func (r *Reconciler) recheckOrphans(ctx context.Context, orphans []Orphan) ([]Or
 	kept := orphans[:0]
 	for _, o := range orphans {
 		n, exists := current[o.EmployeeID]
-		if o.EmployeeID != 0 && exists && (n.inFlight || n.userID == "" || n.userID == o.UserID) {
+		if o.EmployeeID != "" && exists && (n.inFlight || n.userID == "" || n.userID == o.UserID) {
 			continue // its row exists now and owns it, or may be about to
 		}
 		kept = append(kept, o)
@@ -566,7 +568,7 @@ func decodeExported(x auth0.ExportedUser) (*auth0.User, error) {
 // requeues every row. It returns how many rows it marked.
 func Requeue(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
-}, ids []int64, all bool) (int64, error) {
+}, ids []string, all bool) (int64, error) {
 	if !all && len(ids) == 0 {
 		return 0, nil
 	}
@@ -577,7 +579,7 @@ func Requeue(ctx context.Context, db interface {
 	defer tx.Rollback(ctx) //nolint:errcheck
 	tag, err := tx.Exec(ctx, `WITH marked AS (
 			UPDATE employees SET auth0_sync_status = 'pending', auth0_synced_state = NULL, auth0_next_attempt_at = NULL
-			 WHERE $2 OR id = ANY($1) RETURNING id)
+			 WHERE $2 OR id = ANY(syncd_keys($1)) RETURNING id)
 		INSERT INTO auth0_outbox (employee_id, op) SELECT id, 'resync' FROM marked ORDER BY id`, ids, all)
 	if err != nil {
 		return 0, fmt.Errorf("requeue: %w", err)
@@ -591,20 +593,21 @@ func Requeue(ctx context.Context, db interface {
 	return tag.RowsAffected(), nil
 }
 
-// MissingEmployees returns those of ids that no employee row has, in the
-// order given.
-func MissingEmployees(ctx context.Context, db Querier, ids []int64) ([]int64, error) {
-	rows, err := db.Query(ctx, `SELECT id FROM employees WHERE id = ANY($1)`, ids)
+// MissingEmployees returns those of ids that no employee row has (or that
+// are no key of the table's type), in the order given.
+func MissingEmployees(ctx context.Context, db Querier, ids []string) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT p.given FROM syncd_parse_keys($1) p
+		WHERE p.key IS NULL OR NOT EXISTS (SELECT 1 FROM employees e WHERE e.id = p.key)`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("look up employees: %w", err)
 	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, fmt.Errorf("look up employees: %w", err)
 	}
-	var missing []int64
+	var missing []string
 	for _, id := range ids {
-		if !slices.Contains(found, id) && !slices.Contains(missing, id) {
+		if slices.Contains(gone, id) && !slices.Contains(missing, id) {
 			missing = append(missing, id)
 		}
 	}
@@ -617,7 +620,17 @@ func MissingEmployees(ctx context.Context, db Querier, ids []int64) ([]int64, er
 func (r *Reconciler) DeprovisionOrphan(ctx context.Context, o Orphan) (Outcome, error) {
 	rid := newReconcileID()
 	ctx = context.WithValue(ctx, ctxKey{}, rid)
-	a := &attempt{r: r, id: o.EmployeeID, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "auth0_user_id", o.UserID)}
+	// The orphan's employee_id comes from Auth0: its audit rows carry it
+	// only if it is a key of the table's type.
+	id := o.EmployeeID
+	if id != "" {
+		if err := CheckKeys(ctx, r.pool, []string{id}); errors.Is(err, ErrNotAKey) {
+			id = ""
+		} else if err != nil {
+			return Outcome{}, err
+		}
+	}
+	a := &attempt{r: r, id: id, rid: rid, log: r.cfg.Logger.With("reconcile_id", rid, "auth0_user_id", o.UserID)}
 	a.noEmployeeCheck = true
 	out := a.deprovision(ctx, Deprovision{Kind: KindOrphan, EmployeeID: o.EmployeeID, UserID: o.UserID})
 	if err := a.writeLogs(context.WithoutCancel(ctx)); err != nil {
@@ -632,15 +645,16 @@ func (r *Reconciler) DeprovisionOrphan(ctx context.Context, o Orphan) (Outcome, 
 
 // PlanFor is a dry run of Reconcile: it reads the row and Auth0 (never the
 // last-applied record) and returns the plan, writing nothing anywhere.
-func (r *Reconciler) PlanFor(ctx context.Context, id int64) (Plan, *Observed, error) {
-	e, err := scanEmployee(r.pool.QueryRow(ctx, `SELECT `+employeeColumns+` FROM employees WHERE id = $1`, id))
+func (r *Reconciler) PlanFor(ctx context.Context, id string) (Plan, *Observed, error) {
+	e, err := scanEmployee(r.pool.QueryRow(ctx, `SELECT `+employeeColumns+` FROM employees
+		WHERE id = (SELECT key FROM syncd_parse_keys(ARRAY[$1::text]))`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil, fmt.Errorf("employee %d: no such row", id)
+		return nil, nil, fmt.Errorf("employee %s: no such row", id)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("read employee: %w", err)
 	}
-	a := &attempt{r: r, id: id, emp: e, log: r.cfg.Logger}
+	a := &attempt{r: r, id: e.ID, emp: e, log: r.cfg.Logger}
 	d, err := DesiredFor(e, r.cfg)
 	if err != nil {
 		return nil, nil, err

@@ -54,12 +54,12 @@ func testRolesChangeBetweenPages(t *testing.T, order string) {
 	b.exec(`INSERT INTO employees (name, email, department) SELECT 'Employee ' || g, 'p' || g || '@example.com', 'Dept' FROM generate_series(1, $1) g`, n)
 	b.converge()
 
-	employeeOf := map[string]int64{}
-	rows, err := b.pool.Query(b.ctx, `SELECT id, auth0_user_id FROM employees WHERE auth0_sync_status = 'synced'`)
+	employeeOf := map[string]string{}
+	rows, err := b.pool.Query(b.ctx, `SELECT id::text, auth0_user_id FROM employees WHERE auth0_sync_status = 'synced'`)
 	require.NoError(t, err)
 	for rows.Next() {
 		var (
-			id     int64
+			id     string
 			userID string
 		)
 		require.NoError(t, rows.Scan(&id, &userID))
@@ -100,8 +100,8 @@ func testRolesChangeBetweenPages(t *testing.T, order string) {
 		require.Equal(t, []string{"production_lead"}, b.emu.UserRoles(w))
 	}}
 
-	drift := func(res *reconcile.ScanResult) map[int64][]reconcile.DriftKind {
-		out := map[int64][]reconcile.DriftKind{}
+	drift := func(res *reconcile.ScanResult) map[string][]reconcile.DriftKind {
+		out := map[string][]reconcile.DriftKind{}
 		for _, d := range res.Drifted {
 			out[d.EmployeeID] = d.Kinds
 		}
@@ -116,16 +116,16 @@ func testRolesChangeBetweenPages(t *testing.T, order string) {
 	// No false drift: x has its role back, w was reconciled meanwhile. z's
 	// removal and v's assignment were seen; y's removal came after y was
 	// listed, so this scan misses it.
-	require.Equal(t, map[int64][]reconcile.DriftKind{employeeOf[z]: role, employeeOf[v]: role}, drift(res),
+	require.Equal(t, map[string][]reconcile.DriftKind{employeeOf[z]: role, employeeOf[v]: role}, drift(res),
 		"x=%d y=%d z=%d v=%d w=%d", employeeOf[x], employeeOf[y], employeeOf[z], employeeOf[v], employeeOf[w])
 
 	// The next scan catches y.
 	res, err = b.rec.Scan(b.ctx)
 	require.NoError(t, err)
-	require.Equal(t, map[int64][]reconcile.DriftKind{employeeOf[y]: role, employeeOf[z]: role, employeeOf[v]: role}, drift(res))
+	require.Equal(t, map[string][]reconcile.DriftKind{employeeOf[y]: role, employeeOf[z]: role, employeeOf[v]: role}, drift(res))
 
 	// Healing them leaves nothing for a third scan.
-	var ids []int64
+	var ids []string
 	for id := range drift(res) {
 		ids = append(ids, id)
 	}

@@ -18,7 +18,7 @@ func TestScanAccountsAtRest(t *testing.T) {
 	b := setup(t)
 	a, lead, gone, blockedByHand := b.insert("A", "a@example.com"), b.insert("L", "l@example.com"), b.insert("G", "g@example.com"), b.insert("H", "h@example.com")
 	b.exec(`UPDATE employees SET role_code = 'lead' WHERE id = $1`, lead)
-	for _, id := range []int64{a, lead, gone, blockedByHand} {
+	for _, id := range []string{a, lead, gone, blockedByHand} {
 		b.reconcile(id)
 		require.Equal(t, "synced", b.row(id).Status)
 	}
@@ -63,9 +63,9 @@ func TestScanAccountsAtRest(t *testing.T) {
 	require.Equal(t, 4, res.Employees)
 	require.Equal(t, 1, res.Compared)
 	require.ElementsMatch(t, []reconcile.NotCompared{
-		{Reason: "failed: syncd waits for the row to change (`syncd status` says why)", Count: 1, EmployeeIDs: []int64{bad}},
-		{Reason: "in flight (pending): syncd is working on it", Count: 1, EmployeeIDs: []int64{pending}},
-		{Reason: `not an account under these settings: role_code: "lead" has no Auth0 role mapping (known: associate)`, Count: 1, EmployeeIDs: []int64{lead}},
+		{Reason: "failed: syncd waits for the row to change (`syncd status` says why)", Count: 1, EmployeeIDs: []string{bad}},
+		{Reason: "in flight (pending): syncd is working on it", Count: 1, EmployeeIDs: []string{pending}},
+		{Reason: `not an account under these settings: role_code: "lead" has no Auth0 role mapping (known: associate)`, Count: 1, EmployeeIDs: []string{lead}},
 	}, res.NotCompared)
 	require.Greater(t, res.TookSeconds, 0.0)
 }

@@ -37,13 +37,13 @@ type StatusReport struct {
 
 // PendingInfo is the oldest piece of pending work.
 type PendingInfo struct {
-	EmployeeID int64   `json:"employee_id"`
+	EmployeeID string  `json:"employee_id"`
 	AgeSeconds float64 `json:"age_seconds"`
 }
 
 // ProblemRow is an employee row that failed, conflicts or waits to retry.
 type ProblemRow struct {
-	EmployeeID int64  `json:"employee_id"`
+	EmployeeID string `json:"employee_id"`
 	Status     string `json:"status"`
 	Error      string `json:"error"`
 	Attempts   int    `json:"attempts"`
@@ -58,7 +58,7 @@ type ReasonGroup struct {
 	Error  string `json:"error"`
 	Count  int64  `json:"count"`
 	// EmployeeIDs are the first (lowest) ten ids.
-	EmployeeIDs []int64 `json:"employee_ids"`
+	EmployeeIDs []string `json:"employee_ids"`
 	// Latest is the newest audit row among them (now if none has one).
 	Latest time.Time `json:"latest"`
 }
@@ -110,7 +110,7 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 		return nil, fmt.Errorf("count statuses: %w", err)
 	}
 	var p PendingInfo
-	err = db.QueryRow(ctx, `SELECT employee_id, extract(epoch FROM now() - created_at)::float8 FROM auth0_outbox ORDER BY id LIMIT 1`).Scan(&p.EmployeeID, &p.AgeSeconds)
+	err = db.QueryRow(ctx, `SELECT employee_id::text, extract(epoch FROM now() - created_at)::float8 FROM auth0_outbox ORDER BY id LIMIT 1`).Scan(&p.EmployeeID, &p.AgeSeconds)
 	switch {
 	case err == nil:
 		rep.OldestPending = &p
@@ -120,7 +120,7 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM auth0_outbox`).Scan(&rep.OutboxRows); err != nil {
 		return nil, fmt.Errorf("count outbox: %w", err)
 	}
-	rows, err = db.Query(ctx, `SELECT e.id, e.auth0_sync_status, coalesce(e.auth0_sync_error, ''), e.auth0_sync_attempts,
+	rows, err = db.Query(ctx, `SELECT e.id::text, e.auth0_sync_status, coalesce(e.auth0_sync_error, ''), e.auth0_sync_attempts,
 			coalesce((SELECT max(l.created_at) FROM auth0_sync_logs l WHERE l.employee_id = e.id), now()), e.auth0_next_attempt_at
 		  FROM employees e WHERE e.auth0_sync_status IN ('failed', 'conflict', 'retrying')
 		 ORDER BY 5 DESC LIMIT $1`, limit)
@@ -131,7 +131,7 @@ func ReadStatus(ctx context.Context, db StatusQuerier, limit int) (*StatusReport
 	if err != nil {
 		return nil, fmt.Errorf("latest problems: %w", err)
 	}
-	rows, err = db.Query(ctx, `SELECT auth0_sync_status, error, count(*), (array_agg(id ORDER BY id))[1:10], max(since)
+	rows, err = db.Query(ctx, `SELECT auth0_sync_status, error, count(*), (array_agg(id::text ORDER BY id))[1:10], max(since)
 		  FROM (SELECT e.id, e.auth0_sync_status, coalesce(e.auth0_sync_error, '') AS error,
 				coalesce((SELECT max(l.created_at) FROM auth0_sync_logs l WHERE l.employee_id = e.id), now()) AS since
 			  FROM employees e WHERE e.auth0_sync_status IN ('failed', 'conflict', 'retrying')) p

@@ -37,10 +37,10 @@ func TestReadStatus(t *testing.T) {
 	require.NotNil(t, rep.Deprovisions, "an empty list, not null, in JSON")
 	require.Empty(t, rep.Deprovisions)
 
-	var ids []int64
+	var ids []string
 	for _, email := range []string{"a@example.com", "b@example.com", "c@example.com", "d@example.com", "e@example.com"} {
-		var id int64
-		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO employees (name, email) VALUES ('E', $1) RETURNING id`, email).Scan(&id))
+		var id string
+		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO employees (name, email) VALUES ('E', $1) RETURNING id::text`, email).Scan(&id))
 		ids = append(ids, id)
 	}
 	exec(`UPDATE employees SET auth0_sync_status = 'failed', auth0_sync_error = 'invalid email', auth0_sync_attempts = 1 WHERE id = $1`, ids[0])
@@ -80,7 +80,7 @@ func TestReadStatus(t *testing.T) {
 	require.Nil(t, rep.Problems[1].NextTry)
 	require.True(t, rep.Problems[0].Since.After(rep.Problems[1].Since))
 	require.Len(t, rep.Reasons, 2, "at most the limit, latest first")
-	require.Equal(t, reconcile.ReasonGroup{Status: "retrying", Error: "auth0 503", Count: 1, EmployeeIDs: []int64{ids[2]}, Latest: rep.Problems[0].Since},
+	require.Equal(t, reconcile.ReasonGroup{Status: "retrying", Error: "auth0 503", Count: 1, EmployeeIDs: []string{ids[2]}, Latest: rep.Problems[0].Since},
 		rep.Reasons[0])
 
 	require.Len(t, rep.Slots, 1)

@@ -169,7 +169,7 @@ func (a *attempt) queueLogs(b *pgx.Batch) error {
 
 // logColumns are audit rows of one or more attempts, column by column.
 type logColumns struct {
-	employees                                 []int64
+	employees                                 []*string // NULL: no employee (an orphan account)
 	rids                                      []string
 	users, actions, statuses, responses, errs []*string
 }
@@ -177,7 +177,7 @@ type logColumns struct {
 // add appends a's audit rows.
 func (c *logColumns) add(a *attempt) error {
 	for _, l := range a.logs {
-		c.employees = append(c.employees, a.id)
+		c.employees = append(c.employees, nullable(a.id))
 		c.rids = append(c.rids, a.rid)
 		c.users = append(c.users, nullable(l.userID))
 		c.actions = append(c.actions, &l.action)
@@ -204,7 +204,7 @@ func (c *logColumns) queue(b *pgx.Batch) {
 	}
 	b.Queue(`INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error, reconcile_id)
 		SELECT eid, u, act, st, r::jsonb, e, rid
-		  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(eid, rid, u, act, st, r, e)`,
+		  FROM unnest(syncd_keys($1::text[]), $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(eid, rid, u, act, st, r, e)`,
 		c.employees, c.rids, c.users, c.actions, c.statuses, c.responses, c.errs)
 }
 
@@ -254,7 +254,7 @@ func (a *attempt) rowDeleted(ctx context.Context) (Outcome, error) {
 		return out, err
 	}
 	if out.Result == ResultRetry {
-		return out, fmt.Errorf("deprovision deleted employee %d: %w", a.id, out.Err)
+		return out, fmt.Errorf("deprovision deleted employee %s: %w", a.id, out.Err)
 	}
 	a.report(ctx, out, 0)
 	return out, nil

@@ -50,8 +50,16 @@ type Result struct {
 // Migrate brings the database behind conn to the newest schema version. It is
 // safe to call concurrently from several processes and a no-op when the schema
 // is current.
+//
+// The employees table's key decides the type of syncd's own employee_id
+// columns; a table whose key syncd cannot serve is refused (an
+// *UnsupportedKeyError) before anything is changed.
 func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
-	m, err := newMigrator(ctx, conn)
+	keyType, err := KeyType(ctx, conn)
+	if err != nil {
+		return Result{}, err
+	}
+	m, err := newMigrator(ctx, conn, keyType)
 	if err != nil {
 		return Result{}, err
 	}
@@ -108,11 +116,14 @@ func sub() fs.FS {
 	return f
 }
 
-func newMigrator(ctx context.Context, conn *pgx.Conn) (*migrate.Migrator, error) {
+// newMigrator loads the migrations for a table whose key syncd carries as
+// keyType (KeyType): tern renders them as templates when it loads them.
+func newMigrator(ctx context.Context, conn *pgx.Conn, keyType string) (*migrate.Migrator, error) {
 	m, err := migrate.NewMigrator(ctx, conn, VersionTable)
 	if err != nil {
 		return nil, fmt.Errorf("prepare schema version table: %w", err)
 	}
+	m.Data["key_type"] = keyType
 	if err := m.LoadMigrations(sub()); err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}

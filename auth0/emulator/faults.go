@@ -43,6 +43,9 @@ type ScriptedFault struct {
 	LoseAnswer bool `json:"lose_answer,omitempty"`
 	// Times is how many matching requests it hits (default 1).
 	Times int `json:"times,omitempty"`
+	// After lets this many matching requests through first (default 0):
+	// "the second role batch fails".
+	After int `json:"after,omitempty"`
 }
 
 func (f Faults) clone() Faults {
@@ -74,6 +77,9 @@ func (f Faults) validate() error {
 		}
 		if s.Status != 0 && (s.Status < 400 || s.Status > 599) {
 			return fmt.Errorf("script[%d]: status must be 4xx or 5xx, got %d", i, s.Status)
+		}
+		if s.After < 0 {
+			return fmt.Errorf("script[%d]: after must not be negative", i)
 		}
 	}
 	return nil

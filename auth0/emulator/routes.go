@@ -207,6 +207,10 @@ func (e *Emulator) pickFault(endpoint string, write bool) faultAction {
 		if s.Endpoint != "" && s.Endpoint != endpoint {
 			continue
 		}
+		if s.After > 0 {
+			s.After--
+			return act // let through, and no later entry applies to it
+		}
 		act.status, act.drop, act.loseAnswer = s.Status, s.Drop, s.LoseAnswer
 		if s.Times <= 1 {
 			f.Script = append(f.Script[:i:i], f.Script[i+1:]...)

@@ -36,8 +36,8 @@ type backfillResult struct {
 	RTPerSecond   float64 `json:"rt_employees_per_s"`
 	// Employees per claim transaction and per outcome transaction (syncd's
 	// group commits, from its metrics).
-	ClaimGroup  float64 `json:"employees_per_claim_transaction"`
-	RecordGroup float64 `json:"employees_per_record_transaction"`
+	ClaimGroup    float64 `json:"employees_per_claim_transaction"`
+	RecordGroup   float64 `json:"employees_per_record_transaction"`
 	Verified      bool    `json:"verified"`
 	WarnLogLines  int     `json:"warn_log_lines"`
 	ErrorLogLines int     `json:"error_log_lines"`

@@ -280,12 +280,12 @@ func (b *bench) measureChanges(ctx context.Context, db *database, e *emu, synced
 	}
 	res.ConvergedCalls, res.ConvergedWrites = per(e.apiCalls()), per(e.WriteCount())
 
-	var ids []int64
-	rows, err := db.pool.Query(ctx, `SELECT id FROM employees ORDER BY id LIMIT $1`, k)
+	var ids []string
+	rows, err := db.pool.Query(ctx, `SELECT id::text FROM employees ORDER BY employees.id LIMIT $1`, k)
 	if err != nil {
 		return nil, fmt.Errorf("read ids: %w", err)
 	}
-	if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+	if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		return nil, fmt.Errorf("read ids: %w", err)
 	}
 	e.ResetCalls()

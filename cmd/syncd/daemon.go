@@ -54,7 +54,7 @@ type daemon struct {
 	listening   atomic.Pointer[string] // the HTTP server's address once it listens
 	lastScanErr atomic.Pointer[string]
 	// onConverged, if set, hears every reconcile that changed something (the demo's live output).
-	onConverged func(id int64, out reconcile.Outcome)
+	onConverged func(id string, out reconcile.Outcome)
 
 	// faults are the operator's (configuration, database, replication
 	// prerequisites): faults.go.
@@ -67,7 +67,7 @@ type daemon struct {
 // then reconciles. It returns an error only when the outcome could not be
 // recorded (the database is down) or shutdown began while it waited on the
 // breaker: the key's outbox rows stay, and the queue retries the key.
-func (d *daemon) handle(ctx context.Context, id int64) error {
+func (d *daemon) handle(ctx context.Context, id string) error {
 	// Waiting on the breaker ends at shutdown too: the key's outbox rows
 	// stay, so nothing is lost.
 	wctx, cancel := context.WithCancel(ctx)
@@ -91,7 +91,7 @@ func (d *daemon) handle(ctx context.Context, id int64) error {
 }
 
 // reconcile waits for the breaker (until wctx ends), then reconciles id.
-func (d *daemon) reconcile(ctx, wctx context.Context, id int64) (reconcile.Outcome, error) {
+func (d *daemon) reconcile(ctx, wctx context.Context, id string) (reconcile.Outcome, error) {
 	if err := d.breaker.Wait(wctx); err != nil {
 		return reconcile.Outcome{}, fmt.Errorf("wait for the breaker: %w", err)
 	}

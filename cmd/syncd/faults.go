@@ -95,7 +95,7 @@ type faultState struct {
 // revealed it (0: a start check or the drift scan).
 type configHold struct {
 	faults   []*reconcile.ConfigError
-	employee int64
+	employee string
 }
 
 func (h *configHold) detail() string {
@@ -108,7 +108,7 @@ func (h *configHold) detail() string {
 
 // holdForConfig holds all work for faults (found by employee's reconcile, or
 // 0). The breaker says it once; the same faults again say nothing.
-func (d *daemon) holdForConfig(faults []*reconcile.ConfigError, employee int64) {
+func (d *daemon) holdForConfig(faults []*reconcile.ConfigError, employee string) {
 	h := &configHold{faults: faults, employee: employee}
 	d.faults.hold.Store(h)
 	d.breaker.Trip(breaker.CauseConfiguration, h.detail())
@@ -160,14 +160,14 @@ func (d *daemon) probe(ctx context.Context) error {
 		return err
 	}
 	if len(tc.Faults) > 0 {
-		var employee int64
+		var employee string
 		if h != nil {
 			employee = h.employee
 		}
 		d.holdForConfig(tc.Faults, employee)
 		return tc.Faults[0]
 	}
-	if h != nil && h.employee != 0 {
+	if h != nil && h.employee != "" {
 		// What CheckTenant cannot see (a connection without
 		// read:connections, a username the connection requires) the row
 		// that revealed it shows: reconcile it once more.
@@ -228,7 +228,7 @@ func (d *daemon) startChecks(ctx context.Context, replURL, slot string, replicat
 		return usagef("%s", strings.Join(restart, "; "))
 	}
 	if len(tc.Faults) > 0 {
-		d.holdForConfig(tc.Faults, 0)
+		d.holdForConfig(tc.Faults, "")
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func init() {
 
 // planEntry is one line of `syncd plan`.
 type planEntry struct {
-	EmployeeID int64                 `json:"employee_id,omitempty"`
+	EmployeeID string                `json:"employee_id,omitempty"`
 	UserID     string                `json:"auth0_user_id,omitempty"`
 	Drift      []reconcile.DriftKind `json:"drift"`
 	Actions    reconcile.Plan        `json:"actions"`
@@ -118,7 +118,7 @@ func plan(ctx context.Context, e *env, args []string) error {
 		return leadWithCause(err, rec.Config())
 	}
 	out := planOutput{Scan: res, Plan: []planEntry{}, Changes: res.HasDrift()}
-	var resync []int64
+	var resync []string
 	for _, d := range res.Drifted {
 		p, _, err := rec.PlanFor(ctx, d.EmployeeID)
 		ent := planEntry{EmployeeID: d.EmployeeID, UserID: d.UserID, Drift: d.Kinds, Actions: cmpPlan(p)}
@@ -137,7 +137,7 @@ func plan(ctx context.Context, e *env, args []string) error {
 			Actions: cmpPlan(rec.OrphanPlan(o)), Note: note})
 	}
 	if len(resync) > 0 {
-		out.Apply = "syncd resync --employee " + joinIDs(resync, ",", 0)
+		out.Apply = "syncd resync --employee " + shellQuote(joinIDs(resync, ",", 0))
 	}
 	if out.Held, err = reconcile.Waiting(ctx, pool); err != nil {
 		return err
@@ -192,7 +192,7 @@ func printPlan(e *env, out *planOutput, deprovision string) {
 		fmt.Fprintln(w, "EMPLOYEE\tAUTH0 USER\tDRIFT\tPLANNED ACTIONS")
 		for _, ent := range out.Plan {
 			emp := "-"
-			if ent.EmployeeID != 0 {
+			if ent.EmployeeID != "" {
 				emp = fmt.Sprint(ent.EmployeeID)
 			}
 			actions := ent.Actions.String()
@@ -234,16 +234,16 @@ func plural(n int, one, many string) string {
 }
 
 // idsPhrase is "(employee 4)" or "(employees 3, 6, … 8 more)".
-func idsPhrase(ids []int64) string {
+func idsPhrase(ids []string) string {
 	if len(ids) == 1 {
-		return fmt.Sprintf("(employee %d)", ids[0])
+		return "(employee " + ids[0] + ")"
 	}
 	return "(employees " + joinIDs(ids, ", ", 10) + ")"
 }
 
 // joinIDs joins ids with sep, at most limit of them (0: all) and then
 // "… N more".
-func joinIDs(ids []int64, sep string, limit int) string {
+func joinIDs(ids []string, sep string, limit int) string {
 	var b strings.Builder
 	for i, id := range ids {
 		if limit > 0 && i == limit {
@@ -253,7 +253,16 @@ func joinIDs(ids []int64, sep string, limit int) string {
 		if i > 0 {
 			b.WriteString(sep)
 		}
-		fmt.Fprint(&b, id)
+		b.WriteString(id)
 	}
 	return b.String()
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but the
+// characters keys and their separators usually have.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,:@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

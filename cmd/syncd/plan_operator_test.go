@@ -83,7 +83,7 @@ func TestPlanTellsTheOperator(t *testing.T) {
 	require.Less(t, took, 3600.0, "seconds, not nanoseconds")
 	require.JSONEq(t, `[]`, string(scan["orphans"]))
 	require.JSONEq(t, `1`, string(scan["deprovisioned_accounts"]))
-	require.JSONEq(t, fmt.Sprintf(`[{"reason": %q, "count": 1, "employee_ids": [%d]}, {"reason": %q, "count": 1, "employee_ids": [%d]}]`,
+	require.JSONEq(t, fmt.Sprintf(`[{"reason": %q, "count": 1, "employee_ids": ["%d"]}, {"reason": %q, "count": 1, "employee_ids": ["%d"]}]`,
 		"failed: syncd waits for the row to change (`syncd status` says why)", f,
 		`not an account under these settings: role_code: "lead" has no Auth0 role mapping (known: associate)`, b), string(scan["not_compared"]))
 	require.JSONEq(t, fmt.Sprintf(`"syncd resync --employee %d"`, a), string(js["apply"]))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -248,7 +249,7 @@ func TestResyncStatusAndLinking(t *testing.T) {
 	var js struct {
 		Counts        map[string]int64 `json:"counts"`
 		OldestPending *struct {
-			EmployeeID int64   `json:"employee_id"`
+			EmployeeID string  `json:"employee_id"`
 			AgeSeconds float64 `json:"age_seconds"`
 		} `json:"oldest_pending"`
 		Slots []struct {
@@ -259,7 +260,7 @@ func TestResyncStatusAndLinking(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &js))
 	require.EqualValues(t, 4, js.Counts["pending"])
 	require.NotNil(t, js.OldestPending)
-	require.Equal(t, ids[0], js.OldestPending.EmployeeID)
+	require.Equal(t, strconv.FormatInt(ids[0], 10), js.OldestPending.EmployeeID)
 	require.Len(t, js.Slots, 1)
 	require.Equal(t, slot, js.Slots[0].Name)
 	require.Positive(t, js.Slots[0].LagBytes)

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -16,16 +16,17 @@ func init() {
 	register("resync", "mark employees pending so the running daemon redoes them (reading Auth0 first)", cmdResync)
 }
 
-// idList is a repeatable, comma-separated --employee flag.
-type idList []int64
+// idList is a repeatable, comma-separated --employee flag: the table's own
+// keys (integers, uuids or text), checked against the table.
+type idList []string
 
-func (l *idList) String() string { return fmt.Sprint(*l) }
+func (l *idList) String() string { return strings.Join(*l, ",") }
 
 func (l *idList) Set(s string) error {
 	for part := range strings.SplitSeq(s, ",") {
-		id, err := strconv.ParseInt(strings.TrimSpace(part), 10, 64)
-		if err != nil {
-			return fmt.Errorf("not an employee id: %q", part)
+		id := strings.TrimSpace(part)
+		if id == "" {
+			return fmt.Errorf("empty employee id in %q", s)
 		}
 		*l = append(*l, id)
 	}
@@ -51,19 +52,22 @@ func cmdResync(ctx context.Context, e *env, args []string) error {
 	if all == (len(ids) > 0) {
 		return usagef("resync: give --employee ID or --all (not both)")
 	}
-	for _, id := range ids {
-		if id < 1 {
-			return usagef("--employee: employee ids are 1 or more, got %d", id)
-		}
-	}
-	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	slices.SortFunc(ids, reconcile.CompareKeys)
+	ids = slices.Compact(ids)
 	conn, err := pgx.Connect(ctx, db.URL)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var missing []int64
+	var missing []string
 	if !all {
+		// Texts that are no key of the table's type are a usage error.
+		var bad *reconcile.NotAKeyError
+		if err := reconcile.CheckKeys(ctx, conn, ids); errors.As(err, &bad) {
+			return usagef("--employee: %s", bad)
+		} else if err != nil {
+			return err
+		}
 		// The ids that have no row are named first: a typo must not
 		// scroll away behind what was done.
 		if missing, err = reconcile.MissingEmployees(ctx, conn, ids); err != nil {
@@ -71,7 +75,7 @@ func cmdResync(ctx context.Context, e *env, args []string) error {
 		}
 		if len(missing) > 0 {
 			fmt.Fprintf(e.stderr, "syncd: no employee row has id %s: not marked\n", joinIDs(missing, ", ", 0))
-			ids = slices.DeleteFunc(ids, func(id int64) bool { return slices.Contains(missing, id) })
+			ids = slices.DeleteFunc(ids, func(id string) bool { return slices.Contains(missing, id) })
 		}
 	}
 	if all || len(ids) > 0 {

@@ -234,7 +234,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 				d.console.ScanDone(res, err, took)
 			}
 			if ce := d.rec.Config().ConfigFault(err); ce != nil {
-				d.holdForConfig([]*reconcile.ConfigError{ce}, 0)
+				d.holdForConfig([]*reconcile.ConfigError{ce}, "")
 			}
 			if err != nil {
 				msg := err.Error()

@@ -61,6 +61,12 @@ type e2e struct {
 
 func newE2E(t *testing.T, eopts emulator.Options) *e2e {
 	t.Helper()
+	return newE2EOn(t, eopts, pgtest.NewDatabase(t))
+}
+
+// newE2EOn is newE2E on the database at dbURL.
+func newE2EOn(t *testing.T, eopts emulator.Options, dbURL string) *e2e {
+	t.Helper()
 	ctx := context.Background()
 	if eopts.Roles == nil {
 		eopts.Roles = []string{"production_associate", "production_lead"}
@@ -71,7 +77,6 @@ func newE2E(t *testing.T, eopts emulator.Options) *e2e {
 	base, _ := url.Parse(srv.URL)
 	api, err := auth0.New(auth0.Config{BaseURL: base, ClientID: emulator.DefaultClientID, ClientSecret: emulator.DefaultClientSecret})
 	require.NoError(t, err)
-	dbURL := pgtest.NewDatabase(t)
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -157,21 +162,23 @@ func (x *e2e) exec(sql string, args ...any) {
 	require.NoError(x.t, err)
 }
 
-func (x *e2e) status(id int64) (status, userID, syncErr string) {
+// status reads employee id's sync columns; id is the key (an int64, or
+// the text of any key).
+func (x *e2e) status(id any) (status, userID, syncErr string) {
 	x.t.Helper()
 	require.NoError(x.t, x.pool.QueryRow(x.ctx, `SELECT auth0_sync_status, coalesce(auth0_user_id, ''), coalesce(auth0_sync_error, '')
 		FROM employees WHERE id = $1`, id).Scan(&status, &userID, &syncErr))
 	return
 }
 
-func (x *e2e) waitStatus(id int64, want string) string {
+func (x *e2e) waitStatus(id any, want string) string {
 	x.t.Helper()
 	var last, uid, serr string
 	ok := assertEventually(func() bool {
 		last, uid, serr = x.status(id)
 		return last == want
 	}, 30*time.Second)
-	require.True(x.t, ok, "employee %d: status %q (%s), want %q", id, last, serr, want)
+	require.True(x.t, ok, "employee %v: status %q (%s), want %q", id, last, serr, want)
 	return uid
 }
 
@@ -334,7 +341,7 @@ func TestPlanAndResync(t *testing.T) {
 	require.NoError(t, run(x.ctx, []string{"plan", "--json"}, func(k string) string { return environ[k] }, &out, x.logs))
 	var js struct {
 		Plan []struct {
-			EmployeeID int64 `json:"employee_id"`
+			EmployeeID string `json:"employee_id"`
 			Actions    []struct{ Kind, Field string }
 		}
 	}

@@ -102,7 +102,7 @@ func printStatus(e *env, rep *reconcile.StatusReport) {
 	w.Flush()
 	fmt.Fprintln(e.stdout)
 	if rep.OldestPending != nil {
-		fmt.Fprintf(e.stdout, "Pending work: %d outbox rows; oldest %s old (employee %d)\n", rep.OutboxRows,
+		fmt.Fprintf(e.stdout, "Pending work: %d outbox rows; oldest %s old (employee %s)\n", rep.OutboxRows,
 			formatDuration(time.Duration(rep.OldestPending.AgeSeconds*float64(time.Second))), rep.OldestPending.EmployeeID)
 	} else {
 		fmt.Fprintln(e.stdout, "Pending work: none")
@@ -179,7 +179,7 @@ func printWaiting(e *env, waiting []reconcile.HeldDeprovision, all bool) {
 	fmt.Fprintln(w, "\nSTATE\tKIND\tEMPLOYEE\tAUTH0 USER\tSINCE")
 	for _, h := range waiting {
 		emp := "-"
-		if h.EmployeeID != 0 {
+		if h.EmployeeID != "" {
 			emp = fmt.Sprint(h.EmployeeID)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", h.State, h.Kind, emp, cmp.Or(h.UserID, "-"), h.Since.Local().Format(time.DateTime))

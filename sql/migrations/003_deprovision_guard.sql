@@ -11,7 +11,7 @@
 CREATE TABLE IF NOT EXISTS syncd_deprovisions (
     key           text PRIMARY KEY, -- "employee:42", or "account:auth0|…" for an orphan
     kind          text NOT NULL CHECK (kind IN ('inactive', 'deleted', 'orphan')),
-    employee_id   bigint NOT NULL DEFAULT 0,
+    employee_id   {{.key_type}}, -- NULL for an orphan (before version 8: 0)
     auth0_user_id text,
     email         text,
     state         text NOT NULL CHECK (state IN ('settling', 'held', 'allowed')),

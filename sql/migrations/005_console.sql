@@ -11,12 +11,12 @@ CREATE INDEX IF NOT EXISTS employees_console_email_idx ON employees (lower(email
 -- no_data_found and changes nothing. Each employee gets an audit row naming
 -- the calling role. It runs with its owner's rights (the tables need not be
 -- granted to the caller); EXECUTE is granted separately (see the README):
---   GRANT EXECUTE ON FUNCTION syncd_resync(bigint[]) TO app;
-CREATE OR REPLACE FUNCTION syncd_resync(ids bigint[]) RETURNS bigint
+--   GRANT EXECUTE ON FUNCTION syncd_resync(bigint[]) TO app;  (uuid[] or text[] for such keys)
+CREATE OR REPLACE FUNCTION syncd_resync(ids {{.key_type}}[]) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
-    wanted  bigint[];
-    missing bigint[];
+    wanted  {{.key_type}}[];
+    missing {{.key_type}}[];
     n       bigint;
 BEGIN
     SELECT coalesce(array_agg(DISTINCT i ORDER BY i), '{}') INTO wanted FROM unnest(ids) AS i WHERE i IS NOT NULL;
@@ -41,4 +41,4 @@ BEGIN
     RETURN n;
 END;
 $$;
-REVOKE ALL ON FUNCTION syncd_resync(bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION syncd_resync({{.key_type}}[]) FROM PUBLIC;

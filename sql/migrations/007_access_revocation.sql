@@ -10,7 +10,7 @@
 -- revokes afresh.
 CREATE TABLE IF NOT EXISTS syncd_access_revocations (
     auth0_user_id             text PRIMARY KEY,
-    employee_id               bigint,
+    employee_id               {{.key_type}},
     sessions_revoked_at       timestamptz,
     refresh_tokens_revoked_at timestamptz,
     updated_at                timestamptz NOT NULL DEFAULT now()
