@@ -69,8 +69,8 @@ func searchKeyQuery(e *Employee) string {
 	return "app_metadata.employee_id:" + strconv.Quote(e.ID)
 }
 
-// safeKeyChars are the characters a key may have to be used in a bulk user
-// id as it is.
+// safeKey reports whether key may stand in a bulk user id as it is: letters,
+// digits, '-' and '_', at most 64 of them.
 func safeKey(key string) bool {
 	if key == "" || len(key) > 64 {
 		return false

@@ -59,8 +59,11 @@ func setupOn(t *testing.T, dbURL string, opts ...option) *bundle {
 	t.Cleanup(func() { _ = srv.Close() })
 	base, err := url.Parse(srv.URL)
 	require.NoError(t, err)
+	// RequestTimeout: the emulator answers in milliseconds, but on a machine
+	// loaded far beyond its cores (every test binary, -race, CPU hogs) one
+	// answer took over the default 30 s; no test here waits for a timeout.
 	api, err := auth0.New(auth0.Config{BaseURL: base, ClientID: "syncd-emulator", ClientSecret: "syncd-emulator-secret",
-		MaxAttempts: 3, MaxElapsed: 5 * time.Second})
+		MaxAttempts: 3, MaxElapsed: 5 * time.Second, RequestTimeout: 5 * time.Minute})
 	require.NoError(t, err)
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)

@@ -96,6 +96,19 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 				return err
 			})
 		}
+		if cfg.runs(scKeys) {
+			for _, key := range benchKeys {
+				step("keys "+key, func() error {
+					k, err := b.runKeys(ctx, key)
+					keep(func() {
+						if k != nil {
+							res.Keys = append(res.Keys, k)
+						}
+					})
+					return err
+				})
+			}
+		}
 		if cfg.runs(scTriggers) {
 			step("trigger overhead", func() error {
 				t, err := b.runTriggers(ctx)
@@ -225,6 +238,7 @@ func sortResults(r *results) {
 	sortBy(r.RateLimited, func(q *rateResult) int { return order(q.Plan) })
 	sortBy(r.Bulk, func(q *bulkResult) int { return order(q.Plan) })
 	sortBy(r.Idle, func(i *idleResult) int { return order(i.Source) })
+	sortBy(r.Keys, func(k *keysResult) int { return slices.Index(benchKeys, k.Key) })
 	sortBy(r.Drift, func(d *driftResult) int { return d.Users })
 }
 

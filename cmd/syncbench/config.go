@@ -28,9 +28,10 @@ const (
 	scBulk      = "bulk"
 	scOffboard  = "offboard"
 	scReference = "reference"
+	scKeys      = "keys"
 )
 
-var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scReference, scDrift, scTriggers, scRateLimit, scBulk, scIdle}
+var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scReference, scDrift, scTriggers, scRateLimit, scBulk, scIdle, scKeys}
 
 // config is every setting of one benchmark run.
 type config struct {
@@ -70,6 +71,9 @@ type sizes struct {
 	// Offboarding: employees synced, of whom Leavers leave one at a time.
 	OffboardEmployees int `json:"offboard_employees"`
 	OffboardLeavers   int `json:"offboard_leavers"`
+	// Keys: the backfill and single-row inserts on each key type.
+	KeysBackfill int `json:"keys_backfill"`
+	KeysInserts  int `json:"keys_latency_inserts"`
 }
 
 func fullSizes() sizes {
@@ -78,7 +82,7 @@ func fullSizes() sizes {
 		Enterprise: 2000, Free: 200, BulkEnterprise: 10000, BulkFree: 2000, Drift: []int{10000, 100000},
 		TriggerRows: 10000, TriggerBatch: 10000, TriggerBatches: 2, TriggerRounds: 3,
 		Idle: 60 * time.Second, ConvergeTimeout: 10 * time.Minute, DriftSeedWorkers: 8,
-		OffboardEmployees: 2500, OffboardLeavers: 100,
+		OffboardEmployees: 2500, OffboardLeavers: 100, KeysBackfill: 5000, KeysInserts: 200,
 	}
 }
 
@@ -88,7 +92,7 @@ func quickSizes() sizes {
 		Enterprise: 40, Free: 2, BulkEnterprise: 400, BulkFree: 250, Drift: []int{2000},
 		TriggerRows: 300, TriggerBatch: 1000, TriggerBatches: 2, TriggerRounds: 1,
 		Idle: 3 * time.Second, ConvergeTimeout: 2 * time.Minute, DriftSeedWorkers: 4,
-		OffboardEmployees: 300, OffboardLeavers: 10,
+		OffboardEmployees: 300, OffboardLeavers: 10, KeysBackfill: 200, KeysInserts: 10,
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncd/syncd/auth0/emulator"
+	syncdsql "github.com/syncd/syncd/sql"
 	"github.com/syncd/syncd/testcontainers"
 )
 
@@ -140,7 +141,13 @@ type database struct {
 }
 
 func (b *bench) newDatabase(ctx context.Context) (*database, func(), error) {
-	name, url, err := b.cloner.Create(ctx)
+	return b.newKeyedDatabase(ctx, syncdsql.KeyBigint)
+}
+
+// newKeyedDatabase is newDatabase with an employees table keyed by key
+// (syncdsql.KeyBigint, KeyUUID or KeyText).
+func (b *bench) newKeyedDatabase(ctx context.Context, key string) (*database, func(), error) {
+	name, url, err := b.cloner.CreateKeyed(ctx, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create database: %w", err)
 	}

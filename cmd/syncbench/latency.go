@@ -224,16 +224,11 @@ func (b *bench) runLatency(ctx context.Context, source string, withChanges bool)
 // verifyAccounts checks that want rows are synced, each linked to an
 // account that exists and holds the mapped role.
 func verifyAccounts(ctx context.Context, db *database, e *emu, want int64) (bool, error) {
-	rows, err := db.pool.Query(ctx, `SELECT id, auth0_user_id FROM employees WHERE auth0_sync_status = 'synced' AND auth0_user_id IS NOT NULL`)
+	rows, err := db.pool.Query(ctx, `SELECT auth0_user_id FROM employees WHERE auth0_sync_status = 'synced' AND auth0_user_id IS NOT NULL`)
 	if err != nil {
 		return false, fmt.Errorf("read accounts: %w", err)
 	}
-	ids, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
-		var id int64
-		var uid string
-		err := r.Scan(&id, &uid)
-		return uid, err
-	})
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return false, fmt.Errorf("read accounts: %w", err)
 	}

@@ -35,6 +35,7 @@ type results struct {
 	Drift       []*driftResult   `json:"drift_scan,omitempty"`
 	Triggers    *triggerResult   `json:"trigger_overhead,omitempty"`
 	Idle        []*idleResult    `json:"idle,omitempty"`
+	Keys        []*keysResult    `json:"keys,omitempty"`
 	Micro       []microResult    `json:"package_benchmarks,omitempty"`
 	Offboard    *offboardResult  `json:"offboarding,omitempty"`
 
@@ -318,6 +319,15 @@ func (r *results) markdown() []byte {
 		p("| source | window | CPU | CPU share of a core | RSS | peak RSS | Auth0 calls | DB transactions |\n|---|---|---|---|---|---|---|---|\n")
 		for _, i := range r.Idle {
 			p("| %s | %.0f s | %.2f s | %.3f %% | %.1f MiB | %.1f MiB | %d | %d |\n", i.Source, i.Seconds, i.CPUS, i.CPUPct, i.RSSMiB, i.PeakRSSMiB, i.Auth0Calls, i.DBXacts)
+		}
+	}
+	if len(r.Keys) > 0 {
+		p("\n## Employee keys: bigint, uuid, text (issue 18)\n\n")
+		p("The same backfill (unlimited emulator, notify, default flags) and the same single-row INSERT → `synced` latency (one at a time, polled every millisecond)\n")
+		p("on an `employees` table keyed by `bigint` (the table syncd creates), `uuid` (`gen_random_uuid()`) and `text` (`E-00001`, …), in one run.\n\n")
+		p("| key | employees | backfill | employees/s | Auth0 calls per employee | inserts | latency p50 | latency p99 | verified |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, k := range r.Keys {
+			p("| %s | %d | %.1f s | %.0f | %.3f | %d | %.2f ms | %.2f ms | %v |\n", k.Key, k.Employees, k.Seconds, k.PerSecond, k.CallsPerEmp, k.Inserts, k.LatencyP50MS, k.LatencyP99MS, k.Verified)
 		}
 	}
 	if len(r.Micro) > 0 {

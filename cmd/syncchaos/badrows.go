@@ -144,12 +144,12 @@ func runBadRows(ctx context.Context, s *suite, r *result) error {
 		}
 	}
 	s.shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-	ids := make([]int64, len(all))
+	ids := make([]string, len(all))
 	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, t := range all {
 			b.Queue(`INSERT INTO employees (name, email, department, phone_number, connecteam_id, role_code, active)
-				VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, t.in.Name, t.in.Email, t.in.Department, t.in.Phone, t.in.ConnecteamID, t.in.Role, t.in.Active)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`, t.in.Name, t.in.Email, t.in.Department, t.in.Phone, t.in.ConnecteamID, t.in.Role, t.in.Active)
 		}
 		br := tx.SendBatch(ctx, b)
 		defer br.Close()
@@ -163,8 +163,8 @@ func runBadRows(ctx context.Context, s *suite, r *result) error {
 	if err != nil {
 		return fmt.Errorf("insert employees: %w", err)
 	}
-	ex := expectations{status: map[int64]string{}, foreign: foreign}
-	byKind := make([][]int64, len(kinds))
+	ex := expectations{status: map[string]string{}, foreign: foreign}
+	byKind := make([][]string, len(kinds))
 	for i, t := range all {
 		if t.kind < 0 {
 			continue
@@ -194,7 +194,7 @@ func runBadRows(ctx context.Context, s *suite, r *result) error {
 	if err != nil {
 		return err
 	}
-	byID := map[int64]row{}
+	byID := map[string]row{}
 	for _, e := range rows {
 		byID[e.ID] = e
 	}

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // against a syncd built without the race detector (this test binary has it).
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the short failure suite (about 40 s); make test runs it")
+		t.Skip("runs the short failure suite (one to two minutes); make test runs it")
 	}
 	t.Parallel()
 	dir := t.TempDir()
@@ -77,7 +77,7 @@ func TestSecretScan(t *testing.T) {
 func TestAccountProblems(t *testing.T) {
 	t.Parallel()
 	dept := "Packing"
-	e := row{ID: 7, Name: " Ada ", Email: " Ada@Example.COM", Department: &dept, RoleCode: "lead", Active: true, Status: "synced"}
+	e := row{ID: "7", Key: 7.0, Name: " Ada ", Email: " Ada@Example.COM", Department: &dept, RoleCode: "lead", Active: true, Status: "synced"}
 	u := map[string]any{
 		"email": "ada@example.com", "name": "Ada",
 		"app_metadata": map[string]any{"employee_id": 7.0, "internal_id": 7.0, "role_code": "lead", "created_by": "productivity_system",
@@ -93,6 +93,24 @@ func TestAccountProblems(t *testing.T) {
 	require.Len(t, got, 2)
 	require.Contains(t, got[0], "blocked is true")
 	require.True(t, strings.HasPrefix(got[1], "app_metadata.connecteam_id is"), got[1])
+
+	// The key is compared by its JSON type too: the text of an integer key
+	// is not its number, and a uuid or text key is a string.
+	delete(u, "blocked")
+	delete(u["app_metadata"].(map[string]any), "connecteam_id")
+	require.Empty(t, accountProblems(e, u, []string{"production_lead"}))
+	u["app_metadata"].(map[string]any)["employee_id"] = "7"
+	require.Equal(t, []string{`app_metadata.employee_id is "7", want 7`}, accountProblems(e, u, []string{"production_lead"}))
+	const uuid = "0b6f3c1e-8d8a-4a57-9a3e-2f1c6b7d9e01"
+	e.ID, e.Key = uuid, uuid
+	for _, m := range []string{"app_metadata", "user_metadata"} {
+		u[m].(map[string]any)["employee_id"] = uuid
+	}
+	u["app_metadata"].(map[string]any)["internal_id"] = uuid
+	require.Empty(t, accountProblems(e, u, []string{"production_lead"}))
+	u["user_metadata"].(map[string]any)["employee_id"] = "E-00007"
+	require.Equal(t, []string{`user_metadata.employee_id is "E-00007", want "0b6f3c1e-8d8a-4a57-9a3e-2f1c6b7d9e01"`},
+		accountProblems(e, u, []string{"production_lead"}))
 }
 
 func TestParseConfig(t *testing.T) {
@@ -100,16 +118,18 @@ func TestParseConfig(t *testing.T) {
 	c, err := parseConfig([]string{"-short"}, &bytes.Buffer{})
 	require.NoError(t, err)
 	require.Equal(t, 300, c.Employees)
+	require.Equal(t, 100, c.KeyEmployees)
 	require.True(t, c.FastLeases)
 	require.True(t, c.Parallel)
 	c, err = parseConfig([]string{"-fast-leases=false", "-only", "kill,bad-rows"}, &bytes.Buffer{})
 	require.NoError(t, err)
 	require.Equal(t, 2000, c.Employees)
+	require.Equal(t, 2000, c.KeyEmployees)
 	require.Equal(t, 5, c.Kills)
 	require.False(t, c.FastLeases)
 	require.False(t, c.Parallel)
 	require.Equal(t, []string{"kill", "bad-rows"}, c.Only)
-	for _, args := range [][]string{{"-only", "nope"}, {"-employees", "3"}, {"-parallel", "maybe"}, {"extra"}} {
+	for _, args := range [][]string{{"-only", "nope"}, {"-employees", "3"}, {"-key-employees", "9"}, {"-parallel", "maybe"}, {"extra"}} {
 		_, err := parseConfig(args, &bytes.Buffer{})
 		var ue *usageError
 		require.ErrorAs(t, err, &ue, "%v", args)

@@ -9,11 +9,17 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/syncd/syncd/reconcile"
 )
 
 // row is an employee as the check reads it.
 type row struct {
-	ID                              int64
+	// ID is the key as text (id::text); Key is the key as
+	// app_metadata.employee_id must carry it (to_jsonb(id), decoded): a
+	// float64 for an integer key, a string for a uuid or text key.
+	ID                              string
+	Key                             any
 	Name, Email                     string
 	Department, Phone, ConnecteamID *string
 	RoleCode                        string
@@ -23,9 +29,9 @@ type row struct {
 }
 
 func (w *world) rows(ctx context.Context) ([]row, error) {
-	rows, err := w.pool.Query(ctx, `SELECT id, name, email, department, phone_number, connecteam_id, role_code, active,
+	rows, err := w.pool.Query(ctx, `SELECT employees.id::text, to_jsonb(employees.id), name, email, department, phone_number, connecteam_id, role_code, active,
 		auth0_sync_status, coalesce(auth0_user_id, ''), coalesce(auth0_sync_error, ''), auth0_sync_attempts
-		FROM employees ORDER BY id`)
+		FROM employees ORDER BY employees.id`)
 	if err != nil {
 		return nil, fmt.Errorf("read employees: %w", err)
 	}
@@ -35,12 +41,12 @@ func (w *world) rows(ctx context.Context) ([]row, error) {
 // expectations of a check beyond "every row synced".
 type expectations struct {
 	// status is the expected final status of some rows (by id); "" or absent = synced.
-	status map[int64]string
+	status map[string]string
 	// foreign are accounts the harness made, not syncd: never orphans.
 	foreign map[string]bool
 	// oneOf groups rows of which exactly one must be synced and the others
 	// conflict (two rows with one email).
-	oneOf [][]int64
+	oneOf [][]string
 }
 
 // verify checks the end state: each row in its expected status; each synced
@@ -57,13 +63,13 @@ func (w *world) verify(ctx context.Context, ex expectations) {
 	}
 	users := w.emu.Users()
 	byID := make(map[string]map[string]any, len(users))
-	byEmployee := map[int64][]string{}
+	byEmployee := map[string][]string{} // by the key text app_metadata.employee_id names
 	byEmail := map[string][]string{}
 	for _, u := range users {
 		id, _ := u["user_id"].(string)
 		byID[id] = u
-		if eid, ok := app(u)["employee_id"].(float64); ok {
-			byEmployee[int64(eid)] = append(byEmployee[int64(eid)], id)
+		if key, ok := reconcile.KeyOf(app(u)["employee_id"]); ok {
+			byEmployee[key] = append(byEmployee[key], id)
 		}
 		if e, ok := u["email"].(string); ok {
 			// Emails are unique per connection.
@@ -71,19 +77,19 @@ func (w *world) verify(ctx context.Context, ex expectations) {
 			byEmail[key] = append(byEmail[key], id)
 		}
 	}
-	want := func(id int64) string {
+	want := func(id string) string {
 		if s := ex.status[id]; s != "" {
 			return s
 		}
 		return "synced"
 	}
-	inOneOf := map[int64]bool{}
+	inOneOf := map[string]bool{}
 	for _, g := range ex.oneOf {
 		for _, id := range g {
 			inOneOf[id] = true
 		}
 	}
-	linked := map[string]int64{}
+	linked := map[string]string{}
 	var synced, wrong, missing int
 	const maxReports = 15
 	report := func(format string, args ...any) {
@@ -95,7 +101,7 @@ func (w *world) verify(ctx context.Context, ex expectations) {
 	for _, e := range rows {
 		if e.UserID != "" {
 			if other, dup := linked[e.UserID]; dup {
-				report("employees %d and %d are linked to one account %s", other, e.ID, e.UserID)
+				report("employees %s and %s are linked to one account %s", other, e.ID, e.UserID)
 			}
 			linked[e.UserID] = e.ID
 		}
@@ -103,7 +109,7 @@ func (w *world) verify(ctx context.Context, ex expectations) {
 			synced++
 		}
 		if !inOneOf[e.ID] && e.Status != want(e.ID) {
-			report("employee %d: status %s, want %s (%s)", e.ID, e.Status, want(e.ID), truncate(e.SyncError, 200))
+			report("employee %s: status %s, want %s (%s)", e.ID, e.Status, want(e.ID), truncate(e.SyncError, 200))
 			continue
 		}
 		switch e.Status {
@@ -111,22 +117,22 @@ func (w *world) verify(ctx context.Context, ex expectations) {
 			u := byID[e.UserID]
 			if u == nil {
 				missing++
-				report("employee %d is synced but its account %q does not exist (lost)", e.ID, e.UserID)
+				report("employee %s is synced but its account %q does not exist (lost)", e.ID, e.UserID)
 				continue
 			}
 			for _, p := range accountProblems(e, u, w.emu.UserRoles(e.UserID)) {
-				report("employee %d, account %s: %s", e.ID, e.UserID, p)
+				report("employee %s, account %s: %s", e.ID, e.UserID, p)
 			}
 		case "failed", "conflict":
 			if e.SyncError == "" {
-				report("employee %d is %s with no reason", e.ID, e.Status)
+				report("employee %s is %s with no reason", e.ID, e.Status)
 			}
 			if e.Status == "failed" && len(byEmployee[e.ID]) > 0 {
-				report("employee %d failed, yet accounts %v carry its employee_id", e.ID, byEmployee[e.ID])
+				report("employee %s failed, yet accounts %v carry its employee_id", e.ID, byEmployee[e.ID])
 			}
 		case "deprovisioned":
 			if len(byEmployee[e.ID]) > 0 && e.UserID == "" {
-				report("employee %d is deprovisioned and unlinked, yet accounts %v carry its employee_id", e.ID, byEmployee[e.ID])
+				report("employee %s is deprovisioned and unlinked, yet accounts %v carry its employee_id", e.ID, byEmployee[e.ID])
 			}
 		}
 	}
@@ -136,7 +142,7 @@ func (w *world) verify(ctx context.Context, ex expectations) {
 		for _, id := range g {
 			for _, e := range rows {
 				if e.ID == id {
-					got = append(got, fmt.Sprintf("%d:%s", id, e.Status))
+					got = append(got, id+":"+e.Status)
 					if e.Status == "synced" {
 						nSynced++
 					} else if e.Status != "conflict" {
@@ -153,7 +159,7 @@ func (w *world) verify(ctx context.Context, ex expectations) {
 	for eid, ids := range byEmployee {
 		if len(ids) > 1 {
 			dupEmployees++
-			report("employee %d has %d accounts: %v", eid, len(ids), ids)
+			report("employee %s has %d accounts: %v", eid, len(ids), ids)
 		}
 	}
 	for email, ids := range byEmail {
@@ -227,9 +233,10 @@ func accountProblems(e row, u map[string]any, roles []string) []string {
 		out = append(out, fmt.Sprintf("blocked is %v, want %v", b, !e.Active))
 	}
 	a := app(u)
-	id := float64(e.ID)
-	eq("app_metadata.employee_id", a["employee_id"], id)
-	eq("app_metadata.internal_id", a["internal_id"], id)
+	// The key as the row's to_jsonb(id): a number for an integer key, a
+	// string otherwise; DeepEqual compares the JSON type too.
+	eq("app_metadata.employee_id", a["employee_id"], e.Key)
+	eq("app_metadata.internal_id", a["internal_id"], e.Key)
 	eq("app_metadata.role_code", a["role_code"], e.RoleCode)
 	eq("app_metadata.created_by", a["created_by"], "productivity_system")
 	status := "active"
@@ -244,7 +251,7 @@ func accountProblems(e row, u map[string]any, roles []string) []string {
 		out = append(out, "app_metadata.created_at is missing")
 	}
 	um, _ := u["user_metadata"].(map[string]any)
-	eq("user_metadata.employee_id", um["employee_id"], id)
+	eq("user_metadata.employee_id", um["employee_id"], e.Key)
 	eq("user_metadata.full_name", um["full_name"], strings.TrimSpace(e.Name))
 	opt(um, "user_metadata.department", trim(e.Department))
 	opt(um, "user_metadata.phone_number", trim(e.Phone))

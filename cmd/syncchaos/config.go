@@ -22,6 +22,9 @@ type config struct {
 	Employees int
 	// Kills is how many times `syncd run` is killed during it (default 5; 2 short).
 	Kills int
+	// KeyEmployees is the size of the kill -9 backfills on a uuid and a text
+	// key (default: Employees; 100 short).
+	KeyEmployees int
 	// BulkEmployees is the size of the bulk (import jobs) backfill (default 5,000; 400 short).
 	BulkEmployees int
 	// Good is the number of good rows the bad rows are mixed into (default 1,000; 100 short).
@@ -55,7 +58,7 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg }
 
 // Scenario names, in the order they run.
-var scenarioNames = []string{"kill", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down", "mass-delete", "bulk"}
+var scenarioNames = []string{"kill", "kill-uuid", "kill-text", "outage", "two-notify", "two-replication", "bad-rows", "bad-credentials", "unreachable", "auth0-down", "mass-delete", "bulk"}
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -65,6 +68,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Short, "short", false, "the short version (make test): fewer employees and kills, shorter outages, in parallel")
 	fs.Int64Var(&c.Seed, "seed", 0, "seed of every random choice (0: from the clock; printed, so a run can be repeated)")
 	fs.IntVar(&c.Employees, "employees", 0, "employees in the kill -9 backfill (default 2000; 300 with -short)")
+	fs.IntVar(&c.KeyEmployees, "key-employees", 0, "employees in the kill -9 backfills on a uuid and a text key (default: -employees; 100 with -short)")
 	fs.IntVar(&c.Kills, "kills", 0, "kill -9s during the backfill (default 5; 2 with -short)")
 	fs.IntVar(&c.BulkEmployees, "bulk-employees", 0, "employees in the bulk backfill through import jobs (default 5000; 400 with -short)")
 	fs.IntVar(&c.Good, "good", 0, "good rows the bad rows are mixed into (default 1000; 100 with -short)")
@@ -76,7 +80,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Syncd, "syncd", "", "a built syncd binary (default: go build ./cmd/syncd)")
 	fs.StringVar(&c.WorkDir, "workdir", "", "directory for the logs (default: a temporary one, removed if everything passed)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the logs even if everything passed")
-	fs.DurationVar(&c.Timeout, "timeout", 0, "bound of the whole suite (default 25m; 3m with -short)")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "bound of the whole suite (default 25m; 4m with -short)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return c, &usageError{msg: "help requested"}
@@ -99,12 +103,13 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return full
 	}
 	c.Employees = cmp.Or(c.Employees, pick(2000, 300))
+	c.KeyEmployees = cmp.Or(c.KeyEmployees, pick(c.Employees, 100))
 	c.Kills = cmp.Or(c.Kills, pick(5, 2))
 	c.BulkEmployees = cmp.Or(c.BulkEmployees, pick(5000, 400))
 	c.Good = cmp.Or(c.Good, pick(1000, 100))
 	c.Outage = cmp.Or(c.Outage, pickD(10*time.Second, 5*time.Second))
 	c.Auth0Down = cmp.Or(c.Auth0Down, pickD(60*time.Second, 10*time.Second))
-	c.Timeout = cmp.Or(c.Timeout, pickD(25*time.Minute, 3*time.Minute))
+	c.Timeout = cmp.Or(c.Timeout, pickD(25*time.Minute, 4*time.Minute))
 	var err error
 	if c.FastLeases, err = parseBoolDefault("-fast-leases", fast, c.Short); err != nil {
 		return c, err
@@ -124,6 +129,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case c.Employees < 10:
 		return c, &usageError{msg: fmt.Sprintf("-employees: must be at least 10, got %d", c.Employees)}
+	case c.KeyEmployees < 10:
+		return c, &usageError{msg: fmt.Sprintf("-key-employees: must be at least 10, got %d", c.KeyEmployees)}
 	case c.BulkEmployees < 200:
 		return c, &usageError{msg: fmt.Sprintf("-bulk-employees: must be at least 200, got %d", c.BulkEmployees)}
 	case c.Kills < 0:

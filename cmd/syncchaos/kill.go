@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/auth0/emulator"
+	syncdsql "github.com/syncd/syncd/sql"
 )
 
 // chaosFaults are the emulator's faults during the kill -9 backfill: 5 %
@@ -13,17 +14,34 @@ import (
 // with the answer lost.
 var chaosFaults = emulator.Faults{ErrorRate: 0.05, DropRate: 0.02, LostWriteRate: 0.02}
 
-// runKill backfills Employees rows while `syncd run` is killed with SIGKILL
-// Kills times, each at a random point of the backfill (a random synced count
-// within its share of the rows), then lets a last process finish.
+// runKill is the kill -9 scenario on the bigint key syncd creates:
+// Employees rows.
 func runKill(ctx context.Context, s *suite, r *result) error {
-	w, err := s.newWorld(ctx, "kill", r, s.cloner, &emulator.Options{Faults: chaosFaults})
+	return runKillKeyed(ctx, s, r, "kill", syncdsql.KeyBigint, s.cfg.Employees)
+}
+
+// runKillUUID is the kill -9 scenario on a uuid key: KeyEmployees rows.
+func runKillUUID(ctx context.Context, s *suite, r *result) error {
+	return runKillKeyed(ctx, s, r, "kill-uuid", syncdsql.KeyUUID, s.cfg.KeyEmployees)
+}
+
+// runKillText is the kill -9 scenario on a text key (E-00001, …):
+// KeyEmployees rows.
+func runKillText(ctx context.Context, s *suite, r *result) error {
+	return runKillKeyed(ctx, s, r, "kill-text", syncdsql.KeyText, s.cfg.KeyEmployees)
+}
+
+// runKillKeyed backfills n rows of an employees table keyed by key while
+// `syncd run` is killed with SIGKILL Kills times, each at a random point of
+// the backfill (a random synced count within its share of the rows), then
+// lets a last process finish; then the leavers' half (runKillLeavers).
+func runKillKeyed(ctx context.Context, s *suite, r *result, name, key string, n int) error {
+	w, err := s.newKeyedWorld(ctx, name, key, r, s.cloner, &emulator.Options{Faults: chaosFaults})
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	n := s.cfg.Employees
-	if err := w.insertEmployees(ctx, "kill", 1, n); err != nil {
+	if err := w.insertEmployees(ctx, name, 1, n); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -51,7 +69,7 @@ func runKill(ctx context.Context, s *suite, r *result) error {
 		w.logf("kill -9 #%d after %s: %d/%d synced, %d syncing, %d outbox rows and %d employee rows leased by the dead process",
 			k, time.Since(p.started).Round(time.Millisecond), c.Synced, n, c.Syncing, outboxHeld, empLeased)
 		if c.Synced == n {
-			r.fail("kill %d came after the backfill had finished: the scenario proves nothing; use more -employees", k)
+			r.fail("kill %d came after the backfill had finished: the scenario proves nothing; use more -employees (-key-employees for a uuid or text key)", k)
 		}
 		if s.cfg.FastLeases {
 			ob, emp, err := w.expireLeases(ctx, p.pid)
@@ -78,7 +96,7 @@ func runKill(ctx context.Context, s *suite, r *result) error {
 		return err
 	}
 	created, lost := w.emu.callCount("POST /api/v2/users", 201), w.emu.callCount("POST /api/v2/users", 0)
-	r.note("%d employees, %d kills, converged in %s", n, s.cfg.Kills, time.Since(start).Round(100*time.Millisecond))
+	r.note("%s key: %d employees, %d kills, converged in %s", key, n, s.cfg.Kills, time.Since(start).Round(100*time.Millisecond))
 	r.note("POST /users: %d×201, %d×409, %d unanswered", created, w.emu.callCount("POST /api/v2/users", 409), lost)
 	r.note("%.1f Auth0 calls/employee", float64(w.emu.apiCalls())/float64(n))
 	if s.cfg.FastLeases {

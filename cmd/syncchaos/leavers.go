@@ -28,15 +28,15 @@ func runKillLeavers(ctx context.Context, s *suite, w *world, r *result) error {
 		return err
 	}
 	n := min(len(rows)/5, 200)
-	leavers := map[int64]string{}
-	var ids []int64
+	leavers := map[string]string{}
+	var ids []string
 	for _, e := range rows {
 		if len(ids) == n {
 			break
 		}
 		if e.Status == "synced" && e.UserID != "" && e.Active {
 			if !w.emu.Login(e.UserID) {
-				return fmt.Errorf("employee %d: no account %s to log in to", e.ID, e.UserID)
+				return fmt.Errorf("employee %s: no account %s to log in to", e.ID, e.UserID)
 			}
 			leavers[e.ID] = e.UserID
 			ids = append(ids, e.ID)
@@ -50,7 +50,7 @@ func runKillLeavers(ctx context.Context, s *suite, w *world, r *result) error {
 	f.Latency = 30 * time.Millisecond
 	w.emu.SetFaults(f)
 	defer w.emu.SetFaults(emulator.Faults{})
-	if _, err := w.pool.Exec(ctx, `UPDATE employees SET active = false WHERE id = ANY($1)`, ids); err != nil {
+	if _, err := w.pool.Exec(ctx, `UPDATE employees SET active = false WHERE id::text = ANY($1::text[])`, ids); err != nil {
 		return fmt.Errorf("deactivate leavers: %w", err)
 	}
 	kills := min(s.cfg.Kills, 3)
@@ -97,7 +97,7 @@ func runKillLeavers(ctx context.Context, s *suite, w *world, r *result) error {
 	w.logf("leavers settled %s after the last start: %s", took.Round(time.Millisecond), c)
 	w.stop(p)
 
-	status := map[int64]string{}
+	status := map[string]string{}
 	for _, id := range ids {
 		status[id] = "deprovisioned"
 	}
@@ -107,16 +107,16 @@ func runKillLeavers(ctx context.Context, s *suite, w *world, r *result) error {
 		uid := leavers[id]
 		u := w.emu.User(uid)
 		if u == nil || u["blocked"] != true {
-			r.fail("leaver %d: account %s is not blocked", id, uid)
+			r.fail("leaver %s: account %s is not blocked", id, uid)
 		}
 		acc := w.emu.Access(uid)
 		if acc.Sessions != 0 || acc.RefreshTokens != 0 {
 			left++
-			r.fail("leaver %d: %d sessions and %d refresh tokens left", id, acc.Sessions, acc.RefreshTokens)
+			r.fail("leaver %s: %d sessions and %d refresh tokens left", id, acc.Sessions, acc.RefreshTokens)
 		}
 		for kind, revs := range map[string][]emulator.Revocation{"sessions": acc.Revoked, "refresh tokens": acc.TokensRevoked} {
 			if len(revs) == 0 {
-				r.fail("leaver %d: %s never revoked", id, kind)
+				r.fail("leaver %s: %s never revoked", id, kind)
 			}
 			var last *emulator.Revocation
 			for i := range revs {
@@ -126,7 +126,7 @@ func runKillLeavers(ctx context.Context, s *suite, w *world, r *result) error {
 				}
 				if last != nil && !killBetween(killedAt, last.At.Add(-inFlight), rv.At) {
 					twice++
-					r.fail("leaver %d: %s revoked twice needlessly (%s and %s, no kill between)", id, kind,
+					r.fail("leaver %s: %s revoked twice needlessly (%s and %s, no kill between)", id, kind,
 						last.At.Format(time.StampMicro), rv.At.Format(time.StampMicro))
 				}
 				last = rv

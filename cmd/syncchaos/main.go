@@ -1,9 +1,10 @@
 // Command syncchaos is syncd's failure suite (`make chaos`): it runs the real
 // `syncd run` binary as subprocesses against a throwaway PostgreSQL server and
-// the Auth0 emulator (in this process), breaks things — kill -9 mid-backfill,
-// a Postgres outage, two processes at once, a killed replication leader, bad
-// rows, bad credentials, an unreachable or failing Auth0, a mass DELETE the
-// deprovision guard must hold and release — and checks the end state: every
+// the Auth0 emulator (in this process), breaks things — kill -9 mid-backfill
+// (on a bigint, a uuid and a text employees key), a Postgres outage, two
+// processes at once, a killed replication leader, bad rows, bad credentials,
+// an unreachable or failing Auth0, a mass DELETE the deprovision guard must
+// hold and release — and checks the end state: every
 // employee exactly one account with the right role and app_metadata, no
 // duplicates, no orphans, and no secret in any log line.
 //

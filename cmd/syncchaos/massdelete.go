@@ -191,9 +191,9 @@ func massDeleteSide(ctx context.Context, s *suite, r *result, source string, n i
 	// A mass `active = false` undone before any release: nothing is blocked
 	// and the hold clears by itself.
 	m := (n - k) * 2 / 5
-	var undo []int64
-	if err := w.pool.QueryRow(ctx, `WITH x AS (UPDATE employees SET active = false WHERE id IN (SELECT id FROM employees ORDER BY id LIMIT $1) RETURNING id)
-		SELECT array_agg(id) FROM x`, m).Scan(&undo); err != nil {
+	var undo []string
+	if err := w.pool.QueryRow(ctx, `WITH x AS (UPDATE employees SET active = false WHERE id IN (SELECT id FROM employees ORDER BY id LIMIT $1) RETURNING id::text AS key)
+		SELECT array_agg(key) FROM x`, m).Scan(&undo); err != nil {
 		return fmt.Errorf("deactivate employees: %w", err)
 	}
 	before = w.emu.userCalls()
@@ -201,7 +201,7 @@ func massDeleteSide(ctx context.Context, s *suite, r *result, source string, n i
 		held, settling := w.guardState(ctx)
 		return fmt.Errorf("the guard did not hold the %d deactivations within 2m: %d held, %d settling", m, held, settling)
 	}
-	if _, err := w.pool.Exec(ctx, `UPDATE employees SET active = true WHERE id = ANY($1)`, undo); err != nil {
+	if _, err := w.pool.Exec(ctx, `UPDATE employees SET active = true WHERE id::text = ANY($1::text[])`, undo); err != nil {
 		return fmt.Errorf("reactivate employees: %w", err)
 	}
 	if !eventually(ctx, 2*time.Minute, func() bool {
@@ -224,13 +224,13 @@ func massDeleteSide(ctx context.Context, s *suite, r *result, source string, n i
 	r.note("undo: %d deactivations held, cleared by themselves, %d accounts written", m, len(touched))
 
 	// Then one legitimate leaver is blocked as usual.
-	var leaver int64
+	var leaver string
 	var leaverAccount string
 	// The calls are counted from before the commit: a single leaver takes
 	// the guard's fast path and may be blocked before this goroutine runs
 	// again after the UPDATE.
 	before = w.emu.userCalls()
-	if err := w.pool.QueryRow(ctx, `UPDATE employees SET active = false WHERE id = (SELECT max(id) FROM employees) RETURNING id, auth0_user_id`).Scan(&leaver, &leaverAccount); err != nil {
+	if err := w.pool.QueryRow(ctx, `UPDATE employees SET active = false WHERE id = (SELECT id FROM employees ORDER BY id DESC LIMIT 1) RETURNING id::text, auth0_user_id`).Scan(&leaver, &leaverAccount); err != nil {
 		return fmt.Errorf("deactivate a leaver: %w", err)
 	}
 	if !eventually(ctx, 2*time.Minute, func() bool {
@@ -247,7 +247,7 @@ func massDeleteSide(ctx context.Context, s *suite, r *result, source string, n i
 
 	r.check(p.alive(), "syncd exited: %s", tail(p.logPath, 2))
 	w.stop(p)
-	w.verify(ctx, expectations{status: map[int64]string{leaver: "deprovisioned"}, foreign: deleted})
+	w.verify(ctx, expectations{status: map[string]string{leaver: "deprovisioned"}, foreign: deleted})
 	return nil
 }
 

@@ -59,6 +59,8 @@ type scenario struct {
 // scenarios in the order of the table.
 var scenarios = []scenario{
 	{"kill", "kill -9 of syncd run during a backfill, with 5xx, drops and lost answers", runKill},
+	{"kill-uuid", "the kill scenario on an employees table keyed by uuid", runKillUUID},
+	{"kill-text", "the kill scenario on an employees table keyed by text (E-00001, …)", runKillText},
 	{"outage", "Postgres stopped mid-run, notify and replication", runOutage},
 	{"two-notify", "two syncd run processes at once (notify)", runTwoNotify},
 	{"two-replication", "two syncd run processes (replication), the leader killed", runTwoReplication},

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncd/syncd/auth0/emulator"
+	syncdsql "github.com/syncd/syncd/sql"
 	"github.com/syncd/syncd/testcontainers"
 )
 
@@ -47,7 +48,12 @@ type world struct {
 // newWorld makes a fresh migrated database on cloner's server and starts an
 // emulator with opts (no emulator if opts is nil).
 func (s *suite) newWorld(ctx context.Context, name string, r *result, cloner *testcontainers.Cloner, opts *emulator.Options) (*world, error) {
-	dbName, plain, err := cloner.Create(ctx)
+	return s.newKeyedWorld(ctx, name, syncdsql.KeyBigint, r, cloner, opts)
+}
+
+// newKeyedWorld is newWorld with an employees key of kind key (see testcontainers.Cloner.CreateKeyed).
+func (s *suite) newKeyedWorld(ctx context.Context, name, key string, r *result, cloner *testcontainers.Cloner, opts *emulator.Options) (*world, error) {
+	dbName, plain, err := cloner.CreateKeyed(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}

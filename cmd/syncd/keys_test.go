@@ -40,7 +40,12 @@ func TestEndToEndAnyKey(t *testing.T) {
 				// An orphan, a deleted row and a leaver: three deprovisions of
 				// four accounts.
 				d := x.start(source, emulator.DefaultClientSecret, "--resync-interval", "1s", "--max-deprovision", "10", "--deprovision-settle", "200ms")
-				defer d.stop(t)
+				running := true
+				defer func() {
+					if running {
+						d.stop(t)
+					}
+				}()
 
 				ada, adaValue := x.insertKeyed("Ada Lovelace", "ada@example.com")
 				uid := x.waitStatus(ada, "synced")
@@ -101,6 +106,26 @@ func TestEndToEndAnyKey(t *testing.T) {
 				out, err = x.cli("status", "--json")
 				require.NoError(t, err)
 				require.Contains(t, out, `"counts"`)
+				// Drift on one row, with the daemon stopped (its scan would
+				// heal it): plan names it by its key and prints the resync
+				// line that takes it.
+				cyUID = x.waitStatus(cy, "synced")
+				d.stop(t)
+				running = false
+				_, err = x.api.UpdateUser(x.ctx, cyUID, auth0.UpdateUserRequest{AppMetadata: map[string]any{"department": "Hacked"}})
+				require.NoError(t, err)
+				out, err = x.cli("plan", "--json")
+				require.NoError(t, err)
+				var plan struct {
+					Plan []struct {
+						EmployeeID string `json:"employee_id"`
+					} `json:"plan"`
+					Apply string `json:"apply"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(out), &plan), out)
+				require.Len(t, plan.Plan, 1, out)
+				require.Equal(t, cy, plan.Plan[0].EmployeeID)
+				require.Equal(t, "syncd resync --employee "+cy, plan.Apply)
 			})
 		}
 	}
