@@ -169,17 +169,22 @@ func (c *Client) exchange(ctx context.Context, r request, u string, body []byte,
 	}
 	actx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	// Whether the request was written matters only for a request that must
+	// not be repeated; the others skip the trace and its allocations.
 	var sent atomic.Bool
-	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
-		if i.Err == nil {
-			sent.Store(true)
-		}
-	}}
+	reqCtx := actx
+	if r.unsafe {
+		reqCtx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				sent.Store(true)
+			}
+		}})
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(actx, trace), r.method, u, rd)
+	req, err := http.NewRequestWithContext(reqCtx, r.method, u, rd)
 	if err != nil {
 		c.gate.observe(seq, nil)
 		return fmt.Errorf("%s: %w", r.endpoint, err)
@@ -195,7 +200,7 @@ func (c *Client) exchange(ctx context.Context, r request, u string, body []byte,
 	resp, err := c.hc.Do(req)
 	var data []byte
 	if err == nil {
-		data, err = readAll(resp.Body)
+		data, err = readBody(resp)
 		resp.Body.Close()
 	}
 	d := time.Since(start)
@@ -205,12 +210,20 @@ func (c *Client) exchange(ctx context.Context, r request, u string, body []byte,
 	}
 	c.gate.observe(seq, resp)
 	c.obs.Call(r.endpoint, status, d)
-	attrs := []slog.Attr{
-		slog.String(logKeyEndpoint, r.endpoint), slog.Int(logKeyStatus, status),
-		slog.Duration(logKeyDuration, d), slog.Int(logKeyAttempt, st.attempts),
-	}
-	if waited > 0 {
-		attrs = append(attrs, slog.Duration(logKeyWait, waited))
+	// Every call is logged at Debug; the attributes are built only when
+	// that is on.
+	logCall := func(msg string, extra ...slog.Attr) {
+		if !c.log.Enabled(ctx, slog.LevelDebug) {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String(logKeyEndpoint, r.endpoint), slog.Int(logKeyStatus, status),
+			slog.Duration(logKeyDuration, d), slog.Int(logKeyAttempt, st.attempts),
+		}
+		if waited > 0 {
+			attrs = append(attrs, slog.Duration(logKeyWait, waited))
+		}
+		c.log.LogAttrs(ctx, slog.LevelDebug, msg, append(attrs, extra...)...)
 	}
 
 	if err != nil { // no (complete) answer
@@ -221,14 +234,14 @@ func (c *Client) exchange(ctx context.Context, r request, u string, body []byte,
 			return ctx.Err()
 		}
 		cause := transportError(r.endpoint, err, c.requestTimeout)
-		c.log.LogAttrs(ctx, slog.LevelDebug, "auth0 call failed", append(attrs, slog.String(logKeyError, cause.Error()))...)
+		logCall("auth0 call failed", slog.String(logKeyError, cause.Error()))
 		st.lastErr = cause
 		if r.unsafe && sent.Load() {
 			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, cause)
 		}
 		return retry.RetryableError(cause)
 	}
-	c.log.LogAttrs(ctx, slog.LevelDebug, "auth0 call", attrs...)
+	logCall("auth0 call")
 
 	if status >= 200 && status < 300 {
 		if r.out != nil && len(bytes.TrimSpace(data)) > 0 {
@@ -262,6 +275,23 @@ func (c *Client) exchange(ctx context.Context, r request, u string, body []byte,
 		return retry.RetryableError(ae)
 	}
 	return ae
+}
+
+// readBody reads an answer, in one allocation when its length is announced.
+func readBody(resp *http.Response) ([]byte, error) {
+	n := resp.ContentLength
+	if n < 0 || n > maxResponseBytes {
+		return readAll(resp.Body)
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(n) + bytes.MinRead) // ReadFrom keeps MinRead free: no second allocation
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxResponseBytes+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() > maxResponseBytes {
+		return nil, fmt.Errorf("answer larger than %d bytes", maxResponseBytes)
+	}
+	return buf.Bytes(), nil
 }
 
 func readAll(r io.Reader) ([]byte, error) {

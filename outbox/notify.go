@@ -95,8 +95,10 @@ type NotifySource struct {
 	full        bool    // claiming paused at MaxHeld
 	undeleted   []int64 // handled rows whose delete failed
 	unhandled   []int64 // rows the queue gave back
+	toDelete    []int64 // handled rows deleteHandled deletes next
 	room        chan struct{}
 	drained     chan struct{}
+	handled     chan struct{} // signalled when toDelete grows
 }
 
 // NewNotifySource returns a source that claims from the outbox of pool's
@@ -115,6 +117,7 @@ func NewNotifySource(pool *pgxpool.Pool, q *Queue, cfg NotifyConfig) *NotifySour
 		listenFaults: faultlog.New(cfg.Logger.With(keyWorkerID, id), "listening for outbox notifications"),
 		room:         make(chan struct{}, 1),
 		drained:      make(chan struct{}, 1),
+		handled:      make(chan struct{}, 1),
 	}
 }
 
@@ -143,6 +146,7 @@ func (s *NotifySource) Run(ctx context.Context) error {
 	woken := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.listen(ctx, woken) })
+	wg.Go(func() { s.deleteHandled(ctx) })
 	s.loop(ctx, woken)
 	wg.Wait()
 	s.shutdown()
@@ -235,25 +239,17 @@ func (s *NotifySource) handOver(rows []claimedRow) {
 	}
 }
 
-// ack deletes the rows of a handled key, or notes rows the queue gave back.
+// ack notes the rows of a handled key for deleteHandled, or rows the queue
+// gave back.
 func (s *NotifySource) ack(ids []int64) Ack {
 	return func(handled bool) {
-		var deleteErr error
-		if handled {
-			ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
-			deleteErr = deleteRows(ctx, s.pool, ids)
-			cancel()
-		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		switch {
-		case !handled:
+		if handled {
+			s.toDelete = append(s.toDelete, ids...)
+			notify(s.handled)
+		} else {
 			s.unhandled = append(s.unhandled, ids...)
-		case deleteErr != nil:
-			// Still leased by us and renewed: retried by tidy, or handled
-			// once more elsewhere if we die. Either way nothing is lost.
-			s.undeleted = append(s.undeleted, ids...)
-			s.log.WarnContext(context.Background(), "delete handled outbox rows; will retry", keyRows, len(ids), keyError, deleteErr)
 		}
 		s.held -= len(ids)
 		s.outstanding--
@@ -309,7 +305,7 @@ func (s *NotifySource) renew(ctx context.Context) {
 func (s *NotifySource) hasLeftovers() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.undeleted) > 0 || len(s.unhandled) > 0
+	return len(s.undeleted) > 0 || len(s.unhandled) > 0 || len(s.toDelete) > 0
 }
 
 // shutdown waits for the queue to settle the keys it was handed, then
@@ -321,8 +317,8 @@ func (s *NotifySource) shutdown() {
 		s.log.WarnContext(ctx, "queue did not settle its keys before the shutdown timeout; releasing their rows", keyKeys, n)
 	}
 	s.mu.Lock()
-	undeleted := s.undeleted
-	s.undeleted, s.unhandled = nil, nil
+	undeleted := append(s.undeleted, s.toDelete...)
+	s.undeleted, s.unhandled, s.toDelete = nil, nil, nil
 	s.mu.Unlock()
 	if len(undeleted) > 0 {
 		_ = deleteRows(ctx, s.pool, undeleted) // if this fails too, they are handled once more elsewhere

@@ -135,6 +135,7 @@ type ReplicationSource struct {
 	// handled twice. Reset by each catch-up.
 	caught    map[int64]struct{}
 	undeleted []int64 // handled rows whose delete failed
+	deletes   *rowDeleter
 	drained   chan struct{}
 	interrupt func() // wakes the stream loop's receive; nil when not receiving
 }
@@ -158,6 +159,7 @@ func NewReplicationSource(pool *pgxpool.Pool, replURL string, q *Queue, cfg Repl
 		handed:       make(map[int64]struct{}),
 		drained:      make(chan struct{}, 1),
 		room:         make(chan struct{}, 1),
+		deletes:      newRowDeleter(pool),
 	}
 }
 

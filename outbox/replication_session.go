@@ -156,9 +156,7 @@ func (s *ReplicationSource) ack(t *txnRef, ids []int64) Ack {
 	return func(handled bool) {
 		var deleteErr error
 		if handled {
-			ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
-			deleteErr = deleteRows(ctx, s.pool, ids)
-			cancel()
+			_, deleteErr = s.deletes.Do(ids)
 			if t != nil {
 				// The key was handled: even if the delete failed the
 				// transaction is done; the rows are retried by watchSlot

@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncd/syncd/internal/groupcommit"
 )
 
 // claimLockKey is the transaction-scoped advisory lock that serialises claims
@@ -94,6 +96,32 @@ func deleteRows(ctx context.Context, pool *pgxpool.Pool, ids []int64) error {
 		return fmt.Errorf("delete handled outbox rows: %w", err)
 	}
 	return nil
+}
+
+// rowDeleter deletes the handled rows of keys acknowledged at about the same
+// time in one statement (a group commit, internal/groupcommit): one
+// transaction for the group instead of one per key. Each ack waits for the
+// delete that carried its rows, so a source's bookkeeping (a failed delete is
+// retried; replication's confirmed position moves on) is what it was with a
+// delete of its own.
+type rowDeleter = groupcommit.Group[[]int64, struct{}]
+
+// deleteGroupMax bounds the keys of one grouped delete.
+const deleteGroupMax = 256
+
+func newRowDeleter(pool *pgxpool.Pool) *rowDeleter {
+	return groupcommit.New(deleteGroupMax, func(keys [][]int64) ([]struct{}, error) {
+		var ids []int64
+		for _, k := range keys {
+			ids = append(ids, k...)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
+		defer cancel()
+		if err := deleteRows(ctx, pool, ids); err != nil {
+			return nil, err
+		}
+		return make([]struct{}, len(keys)), nil
+	})
 }
 
 // renewLeases extends every lease worker holds.

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncd/syncd/auth0"
+	"github.com/syncd/syncd/internal/groupcommit"
 )
 
 // Result is the kind of outcome of one reconcile.
@@ -156,6 +157,10 @@ type Reconciler struct {
 	// unavailable says why revocation is unavailable (the tenant's plan),
 	// nil while it is not known to be (revoke.go).
 	unavailable atomic.Pointer[string]
+
+	// claims and records are the group commits of leases and outcomes (group.go).
+	claims  *groupcommit.Group[string, *Employee]
+	records *groupcommit.Group[recordItem, bool]
 }
 
 // New returns a Reconciler; cfg is completed with WithDefaults and validated.
@@ -164,7 +169,9 @@ func New(pool *pgxpool.Pool, api Auth0, cfg Config) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("reconcile config: %w", err)
 	}
-	return &Reconciler{pool: pool, api: api, cfg: cfg, owner: newReconcileID(), inFlight: map[string]bool{}}, nil
+	r := &Reconciler{pool: pool, api: api, cfg: cfg, owner: newReconcileID(), inFlight: map[string]bool{}}
+	r.initGroups()
+	return r, nil
 }
 
 // Config returns the reconciler's configuration (with defaults).
@@ -249,7 +256,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, id string) (Outcome, error) 
 		out = a.retry(ctx.Err())
 		out.NextAttempt = r.cfg.Now() // shutdown: due again at once
 	}
-	if err := a.record(rec, &out); err != nil {
+	if err := a.recordGrouped(rec, &out); err != nil {
 		return out, err
 	}
 	a.report(ctx, out, time.Since(start))
@@ -298,6 +305,11 @@ func (r *Reconciler) claim(ctx context.Context, id string) (*Employee, error) {
 			wait = min(wait*2, 500*time.Millisecond)
 			continue
 		}
+		if e, _ := r.claimGrouped(id); e != nil {
+			return e, nil // r.release(id) when done
+		}
+		// Not taken with the group (its flush failed, or the row is locked,
+		// leased, importing or gone): alone, waiting for a row lock.
 		var rev revoked
 		e, err := scanEmployee(withRevoked(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
 				auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2),

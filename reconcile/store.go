@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -44,52 +45,68 @@ func (a *attempt) audit(action, status string, response map[string]any, err erro
 	a.logs = append(a.logs, e)
 }
 
+// outcomeRow is what recording an outcome writes to the employee's row.
+type outcomeRow struct {
+	syncErr      *string
+	next         *time.Time
+	syncedAt     *time.Time
+	state        []byte // auth0_synced_state
+	attempts     int
+	failedConfig *string // the configuration a failure was decided under
+	userID       *string
+	known        bool  // the account link is known (userID, or none after a delete)
+	version      int64 // the row's xmin when claimed
+}
+
+// outcomeRow computes what out writes to the row (record, recordGroup).
+func (a *attempt) outcomeRow(out *Outcome) (outcomeRow, error) {
+	now := a.r.cfg.Now()
+	row := outcomeRow{attempts: a.emp.Attempts, version: int64(a.emp.version)}
+	if out.Err != nil {
+		s := out.Err.Error()
+		row.syncErr = &s
+	}
+	switch out.Result {
+	case ResultDone:
+		row.attempts, row.syncedAt = 0, &now
+		if a.desired != nil && !a.deleted {
+			var err error
+			if row.state, err = json.Marshal(a.desired.State); err != nil {
+				return row, fmt.Errorf("encode synced state: %w", err)
+			}
+		}
+	case ResultRetry:
+		next := out.NextAttempt
+		row.next = &next
+	case ResultHeld, ResultConfig:
+		// Waiting for the guard (or a fixed configuration) is no attempt;
+		// what was applied last stays known, so the work, once it resumes,
+		// needs no read.
+		row.state = a.emp.SyncedState
+	}
+	if out.Status == StatusFailed {
+		fp := a.r.cfg.Fingerprint()
+		row.failedConfig = &fp
+	}
+	if a.userID != "" && !a.deleted {
+		id := a.userID
+		row.userID = &id
+	}
+	row.known = a.userID != "" || a.deleted
+	return row, nil
+}
+
 // record writes the outcome to the employee's row, releases its lease, and
 // writes the audit log: one batch, one round trip, one implicit transaction.
 // A row that changed since it was read is not marked: the change made it
 // pending and queued it again; only the account link is kept, so that the
 // next pass finds the account, and the last-applied record is cleared.
 func (a *attempt) record(ctx context.Context, out *Outcome) error {
-	now := a.r.cfg.Now()
-	var (
-		syncErr  *string
-		next     any
-		syncedAt any
-		state    []byte
-		attempts = a.emp.Attempts
-	)
-	if out.Err != nil {
-		s := out.Err.Error()
-		syncErr = &s
+	row, err := a.outcomeRow(out)
+	if err != nil {
+		return err
 	}
-	switch out.Result {
-	case ResultDone:
-		attempts, syncedAt = 0, now
-		if a.desired != nil && !a.deleted {
-			var err error
-			if state, err = json.Marshal(a.desired.State); err != nil {
-				return fmt.Errorf("encode synced state: %w", err)
-			}
-		}
-	case ResultRetry:
-		next = out.NextAttempt
-	case ResultHeld, ResultConfig:
-		// Waiting for the guard (or a fixed configuration) is no attempt;
-		// what was applied last stays known, so the work, once it resumes,
-		// needs no read.
-		state = a.emp.SyncedState
-	}
-	var failedConfig *string // the configuration a failure was decided under
-	if out.Status == StatusFailed {
-		fp := a.r.cfg.Fingerprint()
-		failedConfig = &fp
-	}
-	var userID any
-	if a.userID != "" && !a.deleted {
-		userID = a.userID
-	}
-	known := a.userID != "" || a.deleted
-	version := int64(a.emp.version)
+	userID, known, version := row.userID, row.known, row.version
 	b := &pgx.Batch{}
 	if out.Result == ResultDone && a.r.cfg.Guard != nil {
 		// Done (blocked, or the row no longer asks): the guard forgets the
@@ -109,7 +126,7 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9, auth0_locked_until = NULL, auth0_locked_by = NULL,
 			auth0_failed_config = $11
 		WHERE id = $1 AND xmin::text::bigint = $10`,
-		a.id, out.Status, syncErr, attempts, next, syncedAt, userID, a.createdAt, state, version, failedConfig)
+		a.id, out.Status, row.syncErr, row.attempts, row.next, row.syncedAt, userID, a.createdAt, row.state, version, row.failedConfig)
 	if err := a.queueLogs(b); err != nil {
 		return err
 	}
@@ -142,17 +159,32 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 
 // queueLogs adds the audit rows to b.
 func (a *attempt) queueLogs(b *pgx.Batch) error {
-	if len(a.logs) == 0 {
-		return nil
+	var c logColumns
+	if err := c.add(a); err != nil {
+		return err
 	}
-	var users, actions, statuses, responses, errs []*string
+	c.queue(b)
+	return nil
+}
+
+// logColumns are audit rows of one or more attempts, column by column.
+type logColumns struct {
+	employees                                 []*string // NULL: no employee (an orphan account)
+	rids                                      []string
+	users, actions, statuses, responses, errs []*string
+}
+
+// add appends a's audit rows.
+func (c *logColumns) add(a *attempt) error {
 	for _, l := range a.logs {
-		users = append(users, nullable(l.userID))
-		actions = append(actions, &l.action)
-		statuses = append(statuses, &l.status)
-		errs = append(errs, nullable(l.err))
+		c.employees = append(c.employees, nullable(a.id))
+		c.rids = append(c.rids, a.rid)
+		c.users = append(c.users, nullable(l.userID))
+		c.actions = append(c.actions, &l.action)
+		c.statuses = append(c.statuses, &l.status)
+		c.errs = append(c.errs, nullable(l.err))
 		if l.response == nil {
-			responses = append(responses, nil)
+			c.responses = append(c.responses, nil)
 			continue
 		}
 		raw, err := json.Marshal(l.response)
@@ -160,13 +192,20 @@ func (a *attempt) queueLogs(b *pgx.Batch) error {
 			return fmt.Errorf("encode audit response: %w", err)
 		}
 		s := string(raw)
-		responses = append(responses, &s)
+		c.responses = append(c.responses, &s)
+	}
+	return nil
+}
+
+// queue adds one INSERT of every row to b (none if there are none).
+func (c *logColumns) queue(b *pgx.Batch) {
+	if len(c.employees) == 0 {
+		return
 	}
 	b.Queue(`INSERT INTO auth0_sync_logs (employee_id, auth0_user_id, action, status, response_data, error, reconcile_id)
-		SELECT $1, u, act, st, r::jsonb, e, $2
-		  FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(u, act, st, r, e)`,
-		nullable(a.id), a.rid, users, actions, statuses, responses, errs)
-	return nil
+		SELECT eid, u, act, st, r::jsonb, e, rid
+		  FROM unnest(syncd_keys($1::text[]), $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(eid, rid, u, act, st, r, e)`,
+		c.employees, c.rids, c.users, c.actions, c.statuses, c.responses, c.errs)
 }
 
 // writeLogs writes the audit rows on their own.

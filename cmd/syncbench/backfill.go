@@ -34,6 +34,10 @@ type backfillResult struct {
 	ServerBursts  float64 `json:"db_server_bursts_per_employee"`
 	RTConnections int64   `json:"rt_connections"`
 	RTPerSecond   float64 `json:"rt_employees_per_s"`
+	// Employees per claim transaction and per outcome transaction (syncd's
+	// group commits, from its metrics).
+	ClaimGroup    float64 `json:"employees_per_claim_transaction"`
+	RecordGroup   float64 `json:"employees_per_record_transaction"`
 	Verified      bool    `json:"verified"`
 	WarnLogLines  int     `json:"warn_log_lines"`
 	ErrorLogLines int     `json:"error_log_lines"`
@@ -96,6 +100,10 @@ func (b *bench) runBackfill(ctx context.Context) (*backfillResult, error) {
 	res.PerSecond = round(float64(n)/at.Sub(start).Seconds(), 1)
 	res.CallsPerEmp = float64(e.apiCalls()) / float64(n)
 	res.WritesPerEmp = float64(e.WriteCount()) / float64(n)
+	if res.ClaimGroup, res.RecordGroup, err = p.groupSizes(); err != nil {
+		conn.Close(ctx)
+		return res, err
+	}
 	conn.Close(ctx)
 	if res.Verified, err = verifyAccounts(ctx, db, e, int64(n)); err != nil {
 		return res, err

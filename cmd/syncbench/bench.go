@@ -89,6 +89,13 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 				return err
 			})
 		}
+		if cfg.runs(scReference) {
+			step("reference guide's flow", func() error {
+				f, err := b.runReference(ctx)
+				keep(func() { res.Reference = f })
+				return err
+			})
+		}
 		if cfg.runs(scKeys) {
 			for _, key := range benchKeys {
 				step("keys "+key, func() error {

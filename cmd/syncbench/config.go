@@ -27,10 +27,11 @@ const (
 	scMicro     = "micro"
 	scBulk      = "bulk"
 	scOffboard  = "offboard"
+	scReference = "reference"
 	scKeys      = "keys"
 )
 
-var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scDrift, scTriggers, scRateLimit, scBulk, scIdle, scKeys}
+var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scReference, scDrift, scTriggers, scRateLimit, scBulk, scIdle, scKeys}
 
 // config is every setting of one benchmark run.
 type config struct {

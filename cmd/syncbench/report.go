@@ -29,6 +29,7 @@ type results struct {
 	Latency     []*latencyResult `json:"latency,omitempty"`
 	Changes     *changeResult    `json:"changes,omitempty"`
 	Backfill    *backfillResult  `json:"backfill,omitempty"`
+	Reference   *referenceResult `json:"reference_flow,omitempty"`
 	RateLimited []*rateResult    `json:"rate_limited,omitempty"`
 	Bulk        []*bulkResult    `json:"bulk_create,omitempty"`
 	Drift       []*driftResult   `json:"drift_scan,omitempty"`
@@ -119,8 +120,10 @@ func (r *results) evaluate() {
 		add("offboarding calls per leaver", "3 (block + 2)", o.CallsPerLeaver, fmt.Sprintf("%.2f", o.CallsPerLeaver), o.CallsPerLeaver <= 3)
 	}
 	if b := r.Backfill; b != nil {
-		add(fmt.Sprintf("backfill, %d employees", b.Employees), "≥ 2,000 employees/s", b.PerSecond, fmt.Sprintf("%.0f employees/s", b.PerSecond), b.PerSecond >= 2000)
+		add(fmt.Sprintf("backfill, %d employees", b.Employees), "≥ 3,000 employees/s", b.PerSecond, fmt.Sprintf("%.0f employees/s", b.PerSecond), b.PerSecond >= 3000)
+		add("backfill, database transactions per employee", "≤ 1.5", b.XactsPerEmp, fmt.Sprintf("%.2f", b.XactsPerEmp), b.XactsPerEmp <= 1.5)
 	}
+	r.evaluateReference(add)
 	for _, q := range r.RateLimited {
 		add(fmt.Sprintf("rate-limited %s (%g/s, burst %d), %d employees", q.Plan, q.Rate, q.Burst, q.Employees), "≥ 97 % of the limit", q.Share,
 			fmt.Sprintf("%.1f %% (%.2f req/s)", 100*q.Share, q.AchievedRate), q.Share >= 0.97)
@@ -274,8 +277,12 @@ func (r *results) markdown() []byte {
 		p("(each send is one burst of protocol messages the client wrote before waiting: a query, a pipelined batch; %.2f server→client bursts;\n", f.ServerBursts)
 		p("%d connections; %.0f employees/s through the proxy). Transactions per employee are the database's `xact_commit + xact_rollback` delta\n", f.RTConnections, f.RTPerSecond)
 		p("(pg_stat_database, read after syncd exited), minus syncbench's own; both include syncd's background polls during the run.\n")
+		if f.ClaimGroup > 0 {
+			p("syncd's group commits carried %.2f employees per claim transaction and %.2f per outcome transaction.\n", f.ClaimGroup, f.RecordGroup)
+		}
 		p("syncd logged %d warnings and %d errors during the backfill.\n", f.WarnLogLines, f.ErrorLogLines)
 	}
+	r.markdownReference(p)
 	if len(r.RateLimited) > 0 {
 		p("\n## 3. Rate-limited\n\n")
 		p("Emulator on a plan; `syncd run --auth0-rate R --auth0-burst B` sized to it; one INSERT of every row after both buckets refilled.\n")

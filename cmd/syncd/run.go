@@ -244,6 +244,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 			}
 		}})
 	m.watchScan(d.scan)
+	m.watchGroups(d.rec)
 	// In-flight reconciles get most of the shutdown timeout to finish; then
 	// they are cancelled and record themselves as due again.
 	drain := max(c.ShutdownTimeout-c.ShutdownTimeout/5, c.ShutdownTimeout-2*time.Second)
