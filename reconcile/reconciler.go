@@ -310,15 +310,8 @@ func (r *Reconciler) claim(ctx context.Context, id string) (*Employee, error) {
 		}
 		// Not taken with the group (its flush failed, or the row is locked,
 		// leased, importing or gone): alone, waiting for a row lock.
-		var rev revoked
-		e, err := scanEmployee(withRevoked(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
-				auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2),
-				auth0_locked_by = $3
-			WHERE id = $1 AND auth0_import_job IS NULL
-			  AND (auth0_locked_until IS NULL OR auth0_locked_until < now() OR auth0_locked_by = $3)
-			RETURNING `+employeeColumns+`, `+revokedColumns, id, lease, r.owner), &rev))
+		e, err := r.claimOne(ctx, id, lease)
 		if err == nil {
-			e.revoked = rev
 			return e, nil // r.release(id) when done
 		}
 		r.release(id)
@@ -685,4 +678,22 @@ func (r *Reconciler) Abandoned(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("find abandoned rows: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// claimOne takes employee id's lease alone (one UPDATE, waiting for a row
+// lock); pgx.ErrNoRows if the row is gone, importing, or leased by another
+// process.
+func (r *Reconciler) claimOne(ctx context.Context, id string, lease float64) (*Employee, error) {
+	var rev revoked
+	e, err := scanEmployee(withRevoked(r.pool.QueryRow(ctx, `UPDATE employees SET auth0_sync_status = 'syncing',
+			auth0_sync_attempts = auth0_sync_attempts + 1, auth0_locked_until = now() + make_interval(secs => $2),
+			auth0_locked_by = $3
+		WHERE id = $1 AND auth0_import_job IS NULL
+		  AND (auth0_locked_until IS NULL OR auth0_locked_until < now() OR auth0_locked_by = $3)
+		RETURNING `+employeeColumns+`, `+revokedColumns, id, lease, r.owner), &rev))
+	if err != nil {
+		return nil, err
+	}
+	e.revoked = rev
+	return e, nil
 }
