@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/syncd/syncd/auth0/emulator"
+	syncdsql "github.com/syncd/syncd/sql"
 )
 
 // backfillResult is scenario 2.
@@ -51,21 +52,11 @@ const insertEmployees = `INSERT INTO employees (name, email, department, phone_n
 func (b *bench) runBackfill(ctx context.Context) (*backfillResult, error) {
 	n := b.cfg.Sizes.Backfill
 	res := &backfillResult{Employees: n}
-	db, dropDB, err := b.newDatabase(ctx)
+	db, e, p, stop, err := b.startStack(ctx, syncdsql.KeyBigint, "backfill", "notify")
 	if err != nil {
 		return nil, err
 	}
-	defer dropDB()
-	e, err := startEmulator(emulator.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer e.Close()
-	p, err := b.startSyncd(ctx, daemonOptions{name: "backfill", dbURL: db.url, emuURL: e.URL, source: "notify"})
-	if err != nil {
-		return nil, err
-	}
-	defer p.kill()
+	defer stop()
 	settle(e, 20*time.Second)
 	db.pool.Reset() // every transaction from here on is syncd's or conn's
 

@@ -291,3 +291,28 @@ func replaceHostPort(dbURL, hostport string) string {
 	}
 	return dbURL[:i+1] + hostport + rest[j:]
 }
+
+// startStack is what most scenarios start with: a database whose employees
+// key is of kind key, an unlimited emulator, and `syncd run` on both with
+// its defaults (source notify or replication), ready. stop kills syncd,
+// closes the emulator and drops the database.
+func (b *bench) startStack(ctx context.Context, key, name, source string) (db *database, e *emu, p *syncdProc, stop func(), err error) {
+	db, dropDB, err := b.newKeyedDatabase(ctx, key)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if e, err = startEmulator(emulator.Options{}); err != nil {
+		dropDB()
+		return nil, nil, nil, nil, err
+	}
+	if p, err = b.startSyncd(ctx, daemonOptions{name: name, dbURL: db.url, emuURL: e.URL, source: source}); err != nil {
+		e.Close()
+		dropDB()
+		return nil, nil, nil, nil, err
+	}
+	return db, e, p, func() {
+		p.kill()
+		e.Close()
+		dropDB()
+	}, nil
+}

@@ -6,8 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/syncd/syncd/auth0/emulator"
+	syncdsql "github.com/syncd/syncd/sql"
 )
 
 // idleResult is scenario 6 for one source.
@@ -28,21 +27,11 @@ type idleResult struct {
 // then measures it doing nothing for the idle window.
 func (b *bench) runIdle(ctx context.Context, source string) (*idleResult, error) {
 	res := &idleResult{Source: source, Seconds: b.cfg.Sizes.Idle.Seconds()}
-	db, dropDB, err := b.newDatabase(ctx)
+	db, e, p, stop, err := b.startStack(ctx, syncdsql.KeyBigint, "idle-"+source, source)
 	if err != nil {
 		return nil, err
 	}
-	defer dropDB()
-	e, err := startEmulator(emulator.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer e.Close()
-	p, err := b.startSyncd(ctx, daemonOptions{name: "idle-" + source, dbURL: db.url, emuURL: e.URL, source: source})
-	if err != nil {
-		return nil, err
-	}
-	defer p.kill()
+	defer stop()
 	settle(e, 20*time.Second)
 	time.Sleep(time.Second)
 	conn, err := pgx.Connect(ctx, db.url)

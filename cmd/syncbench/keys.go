@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/syncd/syncd/auth0/emulator"
 	syncdsql "github.com/syncd/syncd/sql"
 )
 
@@ -33,21 +32,11 @@ type keysResult struct {
 func (b *bench) runKeys(ctx context.Context, key string) (*keysResult, error) {
 	n := b.cfg.Sizes.KeysBackfill
 	res := &keysResult{Key: key, Employees: n, Inserts: b.cfg.Sizes.KeysInserts}
-	db, dropDB, err := b.newKeyedDatabase(ctx, key)
+	db, e, p, stop, err := b.startStack(ctx, key, "keys-"+key, "notify")
 	if err != nil {
 		return nil, err
 	}
-	defer dropDB()
-	e, err := startEmulator(emulator.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer e.Close()
-	p, err := b.startSyncd(ctx, daemonOptions{name: "keys-" + key, dbURL: db.url, emuURL: e.URL, source: "notify"})
-	if err != nil {
-		return nil, err
-	}
-	defer p.kill()
+	defer stop()
 	settle(e, 20*time.Second)
 
 	conn, err := pgx.Connect(ctx, db.url)

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/syncd/syncd/auth0/emulator"
+	syncdsql "github.com/syncd/syncd/sql"
 )
 
 // offboardResult is the offboarding scenario (issue 17): a leaver's access
@@ -64,21 +63,11 @@ func (t *offboardTracker) see(ev apiEvent) {
 // login, and sets leavers inactive one at a time.
 func (b *bench) runOffboard(ctx context.Context) (*offboardResult, error) {
 	n, leavers := b.cfg.Sizes.OffboardEmployees, b.cfg.Sizes.OffboardLeavers
-	db, dropDB, err := b.newDatabase(ctx)
+	db, e, p, stop, err := b.startStack(ctx, syncdsql.KeyBigint, "offboard", "notify")
 	if err != nil {
 		return nil, err
 	}
-	defer dropDB()
-	e, err := startEmulator(emulator.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer e.Close()
-	p, err := b.startSyncd(ctx, daemonOptions{name: "offboard", dbURL: db.url, emuURL: e.URL, source: "notify"})
-	if err != nil {
-		return nil, err
-	}
-	defer p.kill()
+	defer stop()
 	if err := db.exec(ctx, `INSERT INTO employees (name, email, department, phone_number, connecteam_id)
 		SELECT 'Offboard ' || g, 'off-' || g || '@bench.example', 'Production', '+15550100', 'ct-' || g FROM generate_series(1, $1) g`, n); err != nil {
 		return nil, fmt.Errorf("seed employees: %w", err)
