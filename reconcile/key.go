@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -167,4 +168,44 @@ func CheckKeys(ctx context.Context, db Querier, texts []string) error {
 		return nil
 	}
 	return bad
+}
+
+// resolveKeys reads texts a person gave as employee keys in one statement:
+// the keys of rows that exist (the table's text form, in the order given),
+// and the texts that have no row. A text that is no key of the table's type
+// is a *NotAKeyError, before anything about rows.
+func resolveKeys(ctx context.Context, db Querier, texts []string) (keys, missing []string, err error) {
+	rows, err := db.Query(ctx, `SELECT p.given, p.key IS NOT NULL, pg_typeof(p.key)::text, e.id::text
+		FROM syncd_parse_keys($1) p LEFT JOIN employees e ON e.id = p.key`, texts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read employees: %w", err)
+	}
+	bad := &NotAKeyError{}
+	for rows.Next() {
+		var given string
+		var parsed bool
+		var key *string
+		if err := rows.Scan(&given, &parsed, &bad.KeyType, &key); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("read employees: %w", err)
+		}
+		switch {
+		case !parsed:
+			bad.Texts = append(bad.Texts, given)
+		case key == nil:
+			if !slices.Contains(missing, given) {
+				missing = append(missing, given)
+			}
+		default:
+			keys = append(keys, *key)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read employees: %w", err)
+	}
+	if len(bad.Texts) > 0 {
+		return nil, nil, bad
+	}
+	return keys, missing, nil
 }

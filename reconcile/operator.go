@@ -80,32 +80,9 @@ func RequeueBy(ctx context.Context, db interface {
 // duplicates; it fails with *NotAKeyError if some are no key of the table's
 // type, and with *UnknownEmployeesError if some have no row.
 func lockExisting(ctx context.Context, tx pgx.Tx, ids []string) ([]string, error) {
-	if err := CheckKeys(ctx, tx, ids); err != nil {
-		return nil, err
-	}
-	rows, err := tx.Query(ctx, `SELECT p.given, e.id::text FROM syncd_parse_keys($1) p LEFT JOIN employees e ON e.id = p.key`, ids)
+	keys, missing, err := resolveKeys(ctx, tx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("read employees: %w", err)
-	}
-	var keys, missing []string
-	for rows.Next() {
-		var given string
-		var key *string
-		if err := rows.Scan(&given, &key); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read employees: %w", err)
-		}
-		if key == nil {
-			if !slices.Contains(missing, given) {
-				missing = append(missing, given)
-			}
-			continue
-		}
-		keys = append(keys, *key)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read employees: %w", err)
+		return nil, err
 	}
 	if len(missing) > 0 {
 		return nil, &UnknownEmployeesError{IDs: missing}

@@ -593,25 +593,12 @@ func Requeue(ctx context.Context, db interface {
 	return tag.RowsAffected(), nil
 }
 
-// MissingEmployees returns those of ids that no employee row has (or that
-// are no key of the table's type), in the order given.
+// MissingEmployees returns those of ids that no employee row has, in the
+// order given; a text that is no key of the table's type is a
+// *NotAKeyError.
 func MissingEmployees(ctx context.Context, db Querier, ids []string) ([]string, error) {
-	rows, err := db.Query(ctx, `SELECT p.given FROM syncd_parse_keys($1) p
-		WHERE p.key IS NULL OR NOT EXISTS (SELECT 1 FROM employees e WHERE e.id = p.key)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("look up employees: %w", err)
-	}
-	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("look up employees: %w", err)
-	}
-	var missing []string
-	for _, id := range ids {
-		if slices.Contains(gone, id) && !slices.Contains(missing, id) {
-			missing = append(missing, id)
-		}
-	}
-	return missing, nil
+	_, missing, err := resolveKeys(ctx, db, ids)
+	return missing, err
 }
 
 // DeprovisionOrphan blocks (or deletes, per the deprovision mode) a managed

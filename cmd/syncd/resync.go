@@ -61,16 +61,13 @@ func cmdResync(ctx context.Context, e *env, args []string) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	var missing []string
 	if !all {
-		// Texts that are no key of the table's type are a usage error.
+		// Texts that are no key of the table's type are a usage error; the
+		// ids that have no row are named first: a typo must not scroll away
+		// behind what was done.
 		var bad *reconcile.NotAKeyError
-		if err := reconcile.CheckKeys(ctx, conn, ids); errors.As(err, &bad) {
+		if missing, err = reconcile.MissingEmployees(ctx, conn, ids); errors.As(err, &bad) {
 			return usagef("--employee: %s", bad)
 		} else if err != nil {
-			return err
-		}
-		// The ids that have no row are named first: a typo must not
-		// scroll away behind what was done.
-		if missing, err = reconcile.MissingEmployees(ctx, conn, ids); err != nil {
 			return err
 		}
 		if len(missing) > 0 {
