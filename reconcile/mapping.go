@@ -262,6 +262,9 @@ func CheckMappingContract(ctx context.Context, db MappingDB) (*MappingContract, 
 		subIDs   []int16
 		wholeRow bool
 		views    []string
+		tables   []string // other tables it reads
+		funcs    []string // functions of the operator's it calls
+		clock    bool     // it reads the date or the time
 	)
 	err = db.QueryRow(ctx, `
 		WITH RECURSIVE chain(oid) AS (
@@ -282,8 +285,24 @@ func CheckMappingContract(ctx context.Context, db MappingDB) (*MappingContract, 
 		       EXISTS (SELECT 1 FROM chain ch JOIN pg_rewrite rw ON rw.ev_class = ch.oid
 		                WHERE rw.ev_action::text LIKE '%:varattno 0 :vartype ' || $3::text || ' %'),
 		       (SELECT array_agg(ch.oid::regclass::text ORDER BY ch.oid::regclass::text) FROM chain ch),
-		       (SELECT md5(string_agg(ch.oid::regclass::text || E'\n' || pg_get_viewdef(ch.oid), E'\n' ORDER BY ch.oid::regclass::text)) FROM chain ch)`,
-		*viewOID, empOID, strconv.FormatUint(uint64(empType), 10)).Scan(&subIDs, &wholeRow, &views, &c.Definition)
+		       (SELECT md5(string_agg(ch.oid::regclass::text || E'\n' || pg_get_viewdef(ch.oid), E'\n' ORDER BY ch.oid::regclass::text)) FROM chain ch),
+		       coalesce((SELECT array_agg(DISTINCT d.refobjid::regclass::text)
+		                   FROM chain ch
+		                   JOIN pg_rewrite rw ON rw.ev_class = ch.oid
+		                   JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_class'::regclass
+		                   JOIN pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p', 'f') AND t.oid <> $2), '{}'),
+		       coalesce((SELECT array_agg(DISTINCT d.refobjid::regprocedure::text)
+		                   FROM chain ch
+		                   JOIN pg_rewrite rw ON rw.ev_class = ch.oid
+		                   JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_proc'::regclass
+		                   JOIN pg_proc p ON p.oid = d.refobjid
+		                  WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)), '{}'),
+		       EXISTS (SELECT 1 FROM chain ch JOIN pg_rewrite rw ON rw.ev_class = ch.oid
+		                WHERE rw.ev_action::text LIKE '%{SQLVALUEFUNCTION %'
+		                   OR rw.ev_action::text ~ (':funcid (' || (SELECT string_agg(oid::text, '|') FROM pg_proc
+		                          WHERE pronamespace = 'pg_catalog'::regnamespace
+		                            AND proname IN ('now', 'clock_timestamp', 'statement_timestamp', 'transaction_timestamp', 'timeofday')) || ') '))`,
+		*viewOID, empOID, strconv.FormatUint(uint64(empType), 10)).Scan(&subIDs, &wholeRow, &views, &c.Definition, &tables, &funcs, &clock)
 	if err != nil {
 		return nil, fmt.Errorf("read what the mapping view reads: %w", err)
 	}
@@ -315,6 +334,17 @@ func CheckMappingContract(ctx context.Context, db MappingDB) (*MappingContract, 
 	if len(views) > 1 {
 		c.Notes = append(c.Notes, "it reads the views "+strings.Join(slices.DeleteFunc(views, func(v string) bool { return v == MappingView }), ", ")+
 			": what they read of employees is watched too")
+	}
+	sweep := "a change there reaches syncd through the mapping sweep (--mapping-sweep-interval), not the triggers"
+	if len(tables) > 0 {
+		c.Notes = append(c.Notes, "it reads the tables "+strings.Join(tables, ", ")+": "+sweep)
+	}
+	if clock {
+		c.Notes = append(c.Notes, "it reads the date or the time (current_date, now(), …): "+sweep)
+	}
+	if len(funcs) > 0 {
+		c.Notes = append(c.Notes, "it calls "+strings.Join(funcs, ", ")+": what a function reads by itself is not in the catalog; "+
+			"pass it the columns it needs (or the row), else "+sweep)
 	}
 	if len(syncRead) > 0 {
 		c.Problems = append(c.Problems, fmt.Sprintf("it reads %s of employees, which syncd writes (every auth0_* column is syncd's): "+
@@ -475,7 +505,7 @@ func CheckMapping(ctx context.Context, db MappingDB, cfg Config) (*MappingReport
 	}
 	byReason := map[string]*MappingFailure{}
 	var others []MappingSample
-	err = mappingRows(ctx, db, "", func(r mappingRow) error {
+	err = mappingRows(ctx, db, func(r mappingRow) error {
 		rep.Rows++
 		if r.changed {
 			rep.Changed++
@@ -533,34 +563,28 @@ func CheckMapping(ctx context.Context, db MappingDB, cfg Config) (*MappingReport
 
 // mappingRow is one row of a row pass.
 type mappingRow struct {
-	key      string
-	keyJSON  json.RawMessage
-	view     json.RawMessage // syncd_desired_of(id)
-	changed  bool            // an outcome is recorded, and view's md5 is not its auth0_desired_hash
-	userID   *string
-	synced   json.RawMessage // auth0_synced_state
-	status   string
-	hashNull bool
+	key     string
+	keyJSON json.RawMessage
+	view    json.RawMessage // syncd_desired_of(id)
+	changed bool            // an outcome is recorded, and view's md5 is not its auth0_desired_hash
+	userID  *string
+	synced  json.RawMessage // auth0_synced_state
 }
 
-// mappingRows calls fn for every row of employees in key order, a page per
-// statement, reading syncd_desired_of once per row. where, if set, filters
-// the rows of a page (an expression over the subquery's columns).
-func mappingRows(ctx context.Context, db MappingDB, where string, fn func(mappingRow) error) error {
-	if where == "" {
-		where = "true"
-	}
+// mappingRows calls fn for every row of employees in key order, a page of
+// keys per statement, reading syncd_desired_of once per row.
+func mappingRows(ctx context.Context, db MappingDB, fn func(mappingRow) error) error {
 	var after *string
 	for {
 		rows, err := db.Query(ctx, `
-			SELECT key, key_json, desired, changed, auth0_user_id, auth0_synced_state, auth0_sync_status, auth0_desired_hash IS NULL
+			SELECT key, key_json, desired,
+			       auth0_sync_status IN `+outcomeStatuses+` AND md5(desired::text) IS DISTINCT FROM auth0_desired_hash,
+			       auth0_user_id, auth0_synced_state
 			  FROM (SELECT id::text AS key, to_jsonb(id) AS key_json, syncd_desired_of(id) AS desired,
-			               auth0_sync_status IN `+outcomeStatuses+` AND md5(syncd_desired_of(id)::text) IS DISTINCT FROM auth0_desired_hash AS changed,
 			               auth0_user_id, auth0_synced_state, auth0_sync_status, auth0_desired_hash
 			          FROM employees
 			         WHERE $1::text IS NULL OR id > (syncd_keys(ARRAY[$1::text]))[1]
-			         ORDER BY id LIMIT $2) page
-			 WHERE `+where, after, mappingPage)
+			         ORDER BY id LIMIT $2) page`, after, mappingPage)
 		if err != nil {
 			return fmt.Errorf("read syncd_desired: %w", err)
 		}
@@ -568,7 +592,7 @@ func mappingRows(ctx context.Context, db MappingDB, where string, fn func(mappin
 		var last string
 		for rows.Next() {
 			var r mappingRow
-			if err := rows.Scan(&r.key, &r.keyJSON, &r.view, &r.changed, &r.userID, &r.synced, &r.status, &r.hashNull); err != nil {
+			if err := rows.Scan(&r.key, &r.keyJSON, &r.view, &r.changed, &r.userID, &r.synced); err != nil {
 				rows.Close()
 				return fmt.Errorf("read syncd_desired: %w", err)
 			}
@@ -581,19 +605,6 @@ func mappingRows(ctx context.Context, db MappingDB, where string, fn func(mappin
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read syncd_desired: %w", err)
-		}
-		if where != "true" {
-			// A filtered page says nothing of where the page ended: ask.
-			var more *string
-			if err := db.QueryRow(ctx, `SELECT max(id)::text FROM (SELECT id FROM employees
-				WHERE $1::text IS NULL OR id > (syncd_keys(ARRAY[$1::text]))[1] ORDER BY id LIMIT $2) p`, after, mappingPage).Scan(&more); err != nil {
-				return fmt.Errorf("read syncd_desired: %w", err)
-			}
-			if more == nil {
-				return nil
-			}
-			after = more
-			continue
 		}
 		if n < mappingPage {
 			return nil
@@ -755,7 +766,7 @@ const markChangedSQL = `
 	    INSERT INTO auth0_outbox (employee_id, op) SELECT id, 'update' FROM marked ORDER BY id
 	    RETURNING 1
 	)
-	SELECT (SELECT count(*) FROM queued), CASE WHEN $2::int > 0 THEN (SELECT max(id)::text FROM page) END`
+	SELECT (SELECT count(*) FROM queued), CASE WHEN $2::int > 0 THEN (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) END`
 
 // markChanged runs markChangedSQL in tx and notifies the outbox channel
 // when it marked anything. With page > 0 it returns the last key of the
@@ -830,7 +841,10 @@ func PlanMapping(ctx context.Context, db MappingDB, cfg Config) ([]MappingChange
 		return nil, fmt.Errorf("read the managed keys: %w", err)
 	}
 	out := []MappingChange{}
-	err = mappingRows(ctx, db, "changed", func(r mappingRow) error {
+	err = mappingRows(ctx, db, func(r mappingRow) error {
+		if !r.changed {
+			return nil
+		}
 		ch := MappingChange{EmployeeID: r.key, Actions: Plan{}}
 		if r.userID != nil {
 			ch.UserID = *r.userID

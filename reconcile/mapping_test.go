@@ -26,8 +26,13 @@ type mappingBundle struct {
 
 func newMappingBundle(t *testing.T) *mappingBundle {
 	t.Helper()
+	return newMappingBundleOn(t, pgtest.NewDatabase(t))
+}
+
+func newMappingBundleOn(t *testing.T, url string) *mappingBundle {
+	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	return &mappingBundle{t: t, ctx: ctx, pool: pool,
@@ -203,6 +208,24 @@ func TestMappingWatchedColumns(t *testing.T) {
 		require.Empty(t, c.Problems)
 		require.Equal(t, []string{"id", "name", "email", "department", "phone_number", "connecteam_id", "role_code", "active"}, c.Watched)
 		require.Contains(t, strings.Join(c.Notes, "\n"), "it reads whole rows of employees")
+		require.Contains(t, strings.Join(c.Notes, "\n"), "it calls display_name(employees): what a function reads by itself is not in the catalog")
+	})
+	t.Run("another table and the date", func(t *testing.T) {
+		t.Parallel()
+		m := newMappingBundle(t)
+		m.exec(`CREATE TABLE departments (code text PRIMARY KEY, title text)`)
+		m.exec(`ALTER TABLE employees ADD COLUMN end_date date`)
+		m.exec(`DROP VIEW syncd_desired`)
+		m.exec(`CREATE VIEW syncd_desired AS SELECT e.id, e.email, e.name, NULL::text AS role_code,
+			coalesce(e.end_date < current_date, false) AS blocked, jsonb_build_object('department', d.title) AS app_metadata,
+			'{}'::jsonb AS user_metadata FROM employees e LEFT JOIN departments d ON d.code = e.department`)
+		c := m.contract()
+		require.Empty(t, c.Problems)
+		require.Equal(t, []string{"id", "name", "email", "department", "end_date"}, c.Watched)
+		notes := strings.Join(c.Notes, "\n")
+		require.Contains(t, notes, "it reads the tables departments: a change there reaches syncd through the mapping sweep (--mapping-sweep-interval), not the triggers")
+		require.Contains(t, notes, "it reads the date or the time (current_date, now(), …)")
+		require.NotContains(t, notes, "it calls")
 	})
 }
 
@@ -459,5 +482,53 @@ func TestApplyMappingConcurrent(t *testing.T) {
 		require.Empty(t, c.Problems)
 		require.Empty(t, c.Drift(), "the triggers match the view committed last")
 		require.Contains(t, [][]string{{"id", "name", "email", "phone_number", "role_code", "active"}, {"id", "name", "email", "department", "role_code", "active"}}, c.Watched)
+	}
+}
+
+// On every kind of key: the key's type is the contract's, the row pass
+// and the sweep page through keys in their order, and the sweep marks
+// exactly the rows whose joined row changed.
+func TestMappingKeys(t *testing.T) {
+	t.Parallel()
+	for _, key := range pgtest.Keys {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			m := newMappingBundleOn(t, pgtest.NewKeyedDatabase(t, key))
+			m.exec(`CREATE TABLE departments (code text PRIMARY KEY, title text NOT NULL)`)
+			m.exec(`INSERT INTO departments VALUES ('ops', 'Operations'), ('sales', 'Sales')`)
+			// 2,100 rows, three pages of keys; every 700th in ops.
+			m.exec(`INSERT INTO employees (name, email, department)
+				SELECT 'E' || i, 'e' || i || '@example.com', CASE WHEN i % 700 = 0 THEN 'ops' ELSE 'sales' END FROM generate_series(1, 2100) i`)
+			_, err := m.apply(view("e.name", "NOT e.active", `'{}'::jsonb`,
+				`(SELECT jsonb_build_object('department', d.title) FROM departments d WHERE d.code = e.department)`))
+			require.NoError(t, err)
+			m.settle()
+			rep, err := reconcile.CheckMapping(m.ctx, m.pool, m.cfg)
+			require.NoError(t, err)
+			require.Equal(t, 2100, rep.Rows)
+			require.Zero(t, rep.Changed)
+
+			m.exec(`UPDATE departments SET title = 'Ops' WHERE code = 'ops'`)
+			rep, err = reconcile.CheckMapping(m.ctx, m.pool, m.cfg)
+			require.NoError(t, err)
+			require.Equal(t, 3, rep.Changed)
+			n, err := reconcile.MarkChanged(m.ctx, m.pool)
+			require.NoError(t, err)
+			require.EqualValues(t, 3, n)
+			var wrong int
+			require.NoError(t, m.pool.QueryRow(m.ctx, `SELECT count(*) FROM employees
+				WHERE (auth0_sync_status = 'pending') <> (department = 'ops')`).Scan(&wrong))
+			require.Zero(t, wrong, "exactly the ops rows are pending")
+			require.Len(t, m.outbox(), 3)
+
+			m.exec(`DROP VIEW syncd_desired`)
+			m.exec(`CREATE VIEW syncd_desired AS SELECT e.id::text || '' AS id, e.email, e.name, NULL::text AS role_code, false AS blocked,
+				'{}'::jsonb AS app_metadata, '{}'::jsonb AS user_metadata FROM employees e`)
+			if key != "text" {
+				require.Equal(t, []string{"column id is text; it must be " + key + ", the type of employees.id"}, m.contract().Problems)
+			} else {
+				require.Empty(t, m.contract().Problems)
+			}
+		})
 	}
 }
