@@ -613,12 +613,20 @@ func mappingRows(ctx context.Context, db MappingDB, fn func(mappingRow) error) e
 	}
 }
 
-// LockMapping takes the lock that serialises ApplyMapping with another
-// apply and with `syncd migrate`, for the rest of tx. Take it before
-// changing the view in tx, so that two applies do not interleave.
+// LockMapping takes, for the rest of tx, the lock that serialises
+// ApplyMapping with another apply and with `syncd migrate`, and then
+// employees against writes (SHARE ROW EXCLUSIVE, what CREATE TRIGGER takes
+// anyway; reads go on). Take it before changing the view in tx: two applies
+// do not interleave, and the locks are taken in the order a write of
+// employees that reads the view takes them (employees, then the view), so
+// that a reconcile recording its outcome meanwhile waits instead of
+// deadlocking with the apply.
 func LockMapping(ctx context.Context, tx pgx.Tx) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, mappingLockKey); err != nil {
 		return fmt.Errorf("lock the mapping: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE employees IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		return fmt.Errorf("lock employees: %w", err)
 	}
 	return nil
 }
