@@ -21,6 +21,24 @@
 --
 -- syncd itself sets app_metadata.employee_id (the key, how syncd finds an
 -- account again) and app_metadata.created_by (--created-by).
+
+-- syncd_trim(t) trims what Go's strings.TrimSpace trims (Unicode white
+-- space; ASCII white space where the database is not UTF-8), so that the
+-- default mapping gives exactly what syncd's built-in mapping gave.
+DO $do$
+DECLARE
+    spaces text := ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13);
+BEGIN
+    IF getdatabaseencoding() = 'UTF8' THEN
+        spaces := spaces || chr(133) || chr(160) || chr(5760) || chr(8192) || chr(8193) || chr(8194) || chr(8195)
+            || chr(8196) || chr(8197) || chr(8198) || chr(8199) || chr(8200) || chr(8201) || chr(8202)
+            || chr(8232) || chr(8233) || chr(8239) || chr(8287) || chr(12288);
+    END IF;
+    EXECUTE format('CREATE OR REPLACE FUNCTION syncd_trim(t text) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS %L', format('SELECT btrim(t, %L)', spaces));
+END;
+$do$;
+
 DO $do$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'syncd_desired'
@@ -34,14 +52,14 @@ BEGIN
                jsonb_strip_nulls(jsonb_build_object(
                    'internal_id', to_jsonb(e.id),
                    'role_code', e.role_code,
-                   'department', nullif(btrim(e.department), ''),
-                   'connecteam_id', nullif(btrim(e.connecteam_id), ''),
+                   'department', nullif(syncd_trim(e.department), ''),
+                   'connecteam_id', nullif(syncd_trim(e.connecteam_id), ''),
                    'sync_status', CASE WHEN e.active THEN 'active' ELSE 'terminated' END)) AS app_metadata,
                jsonb_strip_nulls(jsonb_build_object(
                    'employee_id', to_jsonb(e.id),
-                   'full_name', btrim(e.name),
-                   'department', nullif(btrim(e.department), ''),
-                   'phone_number', nullif(btrim(e.phone_number), ''))) AS user_metadata
+                   'full_name', syncd_trim(e.name),
+                   'department', nullif(syncd_trim(e.department), ''),
+                   'phone_number', nullif(syncd_trim(e.phone_number), ''))) AS user_metadata
           FROM employees e;
     END IF;
 END;
