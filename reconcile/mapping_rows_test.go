@@ -96,3 +96,25 @@ func TestMappingBadRows(t *testing.T) {
 	require.Equal(t, "synced", b.row(teal).Status, "%v", out.Err)
 	require.Equal(t, "teal", b.user(b.row(teal).UserID)["app_metadata"].(map[string]any)["favourite_color"])
 }
+
+// TestMappingSetupFaultFailsNoRow: a fault of the setup rather than of a row
+// (the view dropped, a column it needs gone) fails the reconcile, which is
+// retried; no row is marked failed for it, and the row converges once the
+// mapping is back.
+func TestMappingSetupFaultFailsNoRow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.insert("Ada Lovelace", "ada@example.com")
+	var def string
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT pg_get_viewdef('syncd_desired'::regclass)`).Scan(&def))
+	b.exec(`DROP VIEW syncd_desired`)
+	_, err := b.rec.Reconcile(b.ctx, id)
+	require.ErrorContains(t, err, `relation "syncd_desired" does not exist`)
+	require.Equal(t, "pending", b.row(id).Status)
+	require.Empty(t, b.emu.Users())
+
+	b.exec(`CREATE VIEW syncd_desired AS ` + def)
+	out := b.reconcile(id)
+	require.Equal(t, "synced", b.row(id).Status, "%v", out.Err)
+	require.Len(t, b.emu.Users(), 1)
+}
