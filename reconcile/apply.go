@@ -124,7 +124,7 @@ func (a *attempt) patch(ctx context.Context, req auth0.UpdateUserRequest, acts P
 	u, err := a.r.api.UpdateUser(ctx, a.userID, req)
 	switch {
 	case err == nil:
-		summary := userSummary(u)
+		summary := userSummary(u, a.r.managedKeys())
 		for _, act := range acts {
 			a.done(act, summary)
 		}
@@ -206,7 +206,7 @@ func (a *attempt) create(ctx context.Context, d Desired) error {
 			created = cfg.Now()
 		}
 		a.createdAt = &created
-		a.done(Action{Kind: ActionCreate}, userSummary(u))
+		a.done(Action{Kind: ActionCreate}, userSummary(u, a.r.managedKeys()))
 		return nil
 	case errors.Is(err, auth0.ErrConflict):
 		// The email (or the username) exists in the connection: ours from a
@@ -239,12 +239,12 @@ func cloneMap(m map[string]any) map[string]any {
 
 // auditAppKeys are the app_metadata keys the audit log keeps: the managed
 // ones and created_at, which syncd sets at creation.
-var auditAppKeys = append(slices.Clone(managedAppKeys), "created_at")
+func auditAppKeys(k ManagedKeys) []string { return append(slices.Clone(k.App), "created_at") }
 
 // userSummary is what the audit log keeps of Auth0's answer: no password is
 // ever in an answer, and of app_metadata only the keys syncd owns (another
 // system's keys may hold anything, secrets included).
-func userSummary(u *auth0.User) map[string]any {
+func userSummary(u *auth0.User, keys ManagedKeys) map[string]any {
 	if u == nil {
 		return nil
 	}
@@ -253,7 +253,7 @@ func userSummary(u *auth0.User) map[string]any {
 		"email":        u.Email,
 		"name":         u.Name,
 		"blocked":      u.Blocked,
-		"app_metadata": managedOnly(u.AppMetadata, auditAppKeys),
+		"app_metadata": managedOnly(u.AppMetadata, auditAppKeys(keys)),
 		"created_at":   u.CreatedAt,
 		"updated_at":   u.UpdatedAt,
 	}

@@ -37,13 +37,13 @@ func employeeIDOf(u *auth0.User) (string, bool) {
 }
 
 // observedState extracts the managed part of an Auth0 user.
-func observedState(u *auth0.User) State {
+func observedState(u *auth0.User, keys ManagedKeys) State {
 	return State{
 		Email:   normalizeEmail(u.Email),
 		Name:    u.Name,
 		Blocked: u.Blocked,
-		App:     managedOnly(u.AppMetadata, managedAppKeys),
-		User:    managedOnly(u.UserMetadata, managedUserKeys),
+		App:     managedOnly(u.AppMetadata, keys.App),
+		User:    managedOnly(u.UserMetadata, keys.User),
 	}
 }
 

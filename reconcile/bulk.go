@@ -286,7 +286,7 @@ func (b *Bulk) claimBacklog(ctx context.Context) (int, error) {
 			rows.Close()
 			return 0, fmt.Errorf("claim bulk backlog: %w", err)
 		}
-		d, err := DesiredFor(e, b.r.cfg)
+		d, err := b.r.desiredFor(e)
 		if err != nil || d.Blocked || d.Delete {
 			continue // the per-user path says what is wrong with it
 		}
@@ -485,7 +485,7 @@ func (b *Bulk) upload(ctx context.Context, j jobRow) error {
 	var users []map[string]any
 	var changed []string
 	for _, e := range members {
-		d, derr := DesiredFor(e, b.r.cfg)
+		d, derr := b.r.desiredFor(e)
 		if int64(e.version) != j.claimXmin || derr != nil || d.Blocked || d.Delete {
 			changed = append(changed, e.ID)
 			continue
@@ -624,7 +624,9 @@ func (b *Bulk) finish(ctx context.Context, j jobRow, job *auth0.ImportJob) error
 				}
 				byEmail = map[string]string{}
 				for _, e := range members {
-					byEmail[normalizeEmail(deref(e.Email))] = e.ID
+					if d, err := b.r.desiredFor(e); err == nil {
+						byEmail[d.Email] = e.ID
+					}
 				}
 			}
 			email, _ := ue.User["email"].(string)
@@ -693,14 +695,20 @@ func (b *Bulk) assignRoles(ctx context.Context, j jobRow) error {
 	byRole := map[string][]*Employee{}
 	var order []string
 	for _, e := range members {
-		role := b.r.cfg.Roles[e.RoleCode]
-		if role == "" {
-			// Unmapped now (the mapping changed): the per-user path reports it.
-			if _, err := b.release(ctx, j.id, []string{e.ID}, true, "role_code has no mapping"); err != nil {
+		d, err := b.r.desiredFor(e)
+		if err != nil || d.Role == "" {
+			// Invalid now (the row or the mapping changed), or no role to
+			// batch: the per-user path reports or finishes it.
+			why := "no role to assign in a batch"
+			if err != nil {
+				why = err.Error()
+			}
+			if _, err := b.release(ctx, j.id, []string{e.ID}, true, why); err != nil {
 				return err
 			}
 			continue
 		}
+		role := d.Role
 		if _, ok := byRole[role]; !ok {
 			order = append(order, role)
 		}
@@ -768,10 +776,11 @@ func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role,
 	now := b.r.cfg.Now()
 	var ids []string
 	var states []string
+	var hashes []*string
 	var users []string
 	var created, roles []string
 	for _, e := range emps {
-		d, err := DesiredFor(e, b.r.cfg)
+		d, err := b.r.desiredFor(e)
 		if err != nil {
 			continue // changed since: its xmin moved and it goes back below
 		}
@@ -782,9 +791,10 @@ func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role,
 		uid := bulkAccountID(e.ID)
 		ids = append(ids, e.ID)
 		states = append(states, string(raw))
+		hashes = append(hashes, e.viewHash())
 		users = append(users, uid)
 		c, _ := json.Marshal(map[string]any{"user_id": uid, "via": "users-import", "import_job": j.id, "auth0_job_id": deref(j.auth0ID),
-			"email": d.Email, "name": d.Name, "app_metadata": managedOnly(d.App, auditAppKeys)})
+			"email": d.Email, "name": d.Name, "app_metadata": managedOnly(d.App, auditAppKeys(d.Keys))})
 		created = append(created, string(c))
 		r, _ := json.Marshal(map[string]any{"user_id": uid, "role": role, "role_id": roleID, "via": "role-batch"})
 		roles = append(roles, string(r))
@@ -797,11 +807,11 @@ func (b *Bulk) markSynced(ctx context.Context, j jobRow, emps []*Employee, role,
 	rows, err := tx.Query(ctx, `UPDATE employees e SET auth0_sync_status = 'synced', auth0_sync_error = NULL, auth0_sync_attempts = 0,
 			auth0_next_attempt_at = NULL, auth0_synced_at = $3, auth0_user_id = m.uid,
 			auth0_account_created_at = COALESCE(e.auth0_account_created_at, $3), auth0_synced_state = m.state::jsonb,
-			auth0_import_job = NULL, auth0_locked_until = NULL, auth0_locked_by = NULL
-		FROM unnest(syncd_keys($1), $2::text[], $4::text[]) AS m(id, state, uid)
+			auth0_import_job = NULL, auth0_locked_until = NULL, auth0_locked_by = NULL, auth0_desired_hash = m.hash
+		FROM unnest(syncd_keys($1), $2::text[], $4::text[], $7::text[]) AS m(id, state, uid, hash)
 		WHERE e.id = m.id AND e.auth0_import_job = $5 AND e.xmin::text::bigint = $6
 		RETURNING e.id::text`,
-		ids, states, now, users, j.id, j.claimXmin)
+		ids, states, now, users, j.id, j.claimXmin, hashes)
 	var marked []string
 	if err == nil {
 		marked, err = pgx.CollectRows(rows, pgx.RowTo[string])

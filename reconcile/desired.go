@@ -1,18 +1,73 @@
 package reconcile
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"reflect"
+	"slices"
 	"strings"
 	"unicode"
 )
 
-// Managed app_metadata and user_metadata keys: syncd sets them, and removes
-// them (null) when the row no longer has a value. Every other key is left alone.
-var (
-	managedAppKeys  = []string{"employee_id", "internal_id", "department", "role_code", "connecteam_id", "created_by", "sync_status"}
-	managedUserKeys = []string{"employee_id", "full_name", "department", "phone_number"}
-)
+// ManagedKeys are the app_metadata and user_metadata keys syncd owns
+// (syncd_managed_keys): it sets them from the mapping and removes them (null)
+// when the mapping stops giving them. Every other key is left alone.
+type ManagedKeys struct {
+	App  []string `json:"app_metadata"`
+	User []string `json:"user_metadata"`
+}
+
+// DefaultManagedKeys are the keys of the reference guide's mapping (what
+// migration 10 declares).
+var DefaultManagedKeys = ManagedKeys{
+	App:  []string{"connecteam_id", "created_by", "department", "employee_id", "internal_id", "role_code", "sync_status"},
+	User: []string{"department", "employee_id", "full_name", "phone_number"},
+}
+
+// ownKeys are the app_metadata keys that are always syncd's, declared or not:
+// employee_id is how syncd finds an account again, created_by marks it managed.
+var ownKeys = []string{"created_by", "employee_id"}
+
+// withOwn returns k with ownKeys among the app_metadata keys, sorted.
+func (k ManagedKeys) withOwn() ManagedKeys {
+	app := slices.Clone(k.App)
+	for _, o := range ownKeys {
+		if !slices.Contains(app, o) {
+			app = append(app, o)
+		}
+	}
+	slices.Sort(app)
+	user := slices.Clone(k.User)
+	slices.Sort(user)
+	return ManagedKeys{App: app, User: user}
+}
+
+// LoadManagedKeys reads syncd_managed_keys.
+func LoadManagedKeys(ctx context.Context, q Querier) (ManagedKeys, error) {
+	rows, err := q.Query(ctx, `SELECT metadata, key FROM syncd_managed_keys ORDER BY metadata, key`)
+	if err != nil {
+		return ManagedKeys{}, fmt.Errorf("read syncd_managed_keys: %w", err)
+	}
+	var k ManagedKeys
+	for rows.Next() {
+		var md, key string
+		if err := rows.Scan(&md, &key); err != nil {
+			rows.Close()
+			return ManagedKeys{}, fmt.Errorf("read syncd_managed_keys: %w", err)
+		}
+		if md == "app_metadata" {
+			k.App = append(k.App, key)
+		} else {
+			k.User = append(k.User, key)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return ManagedKeys{}, fmt.Errorf("read syncd_managed_keys: %w", err)
+	}
+	return k.withOwn(), nil
+}
 
 // app_metadata.sync_status values.
 const (
@@ -41,6 +96,9 @@ type Desired struct {
 	State
 	// Delete: the account should not exist (deprovision mode delete).
 	Delete bool `json:"delete,omitempty"`
+	// Keys are the managed keys the state was computed under: what Diff
+	// compares and removes.
+	Keys ManagedKeys `json:"-"`
 }
 
 // InvalidRowError says that a row cannot be turned into an Auth0 account; the
@@ -52,50 +110,160 @@ type InvalidRowError struct {
 
 func (e *InvalidRowError) Error() string { return e.Field + ": " + e.Reason }
 
-// DesiredFor computes what Auth0 should hold for e under cfg.
-func DesiredFor(e *Employee, cfg Config) (Desired, error) {
-	email := normalizeEmail(deref(e.Email))
+// viewRow is one syncd_desired_of result: the contract columns of the
+// employee's syncd_desired row, or why there is none.
+type viewRow struct {
+	Error    *string         `json:"error"`
+	Email    json.RawMessage `json:"email"`
+	Name     json.RawMessage `json:"name"`
+	RoleCode json.RawMessage `json:"role_code"`
+	Blocked  json.RawMessage `json:"blocked"`
+	App      json.RawMessage `json:"app_metadata"`
+	User     json.RawMessage `json:"user_metadata"`
+	// Managed are the keys syncd_managed_keys declared when the row was read.
+	Managed *ManagedKeys `json:"managed"`
+}
+
+// DesiredFor computes what Auth0 should hold for e (its syncd_desired row,
+// read with it) under cfg, with keys the managed metadata keys.
+func DesiredFor(e *Employee, cfg Config, keys ManagedKeys) (Desired, error) {
+	return DesiredFromView(e.ID, e.IDValue, e.View, cfg, keys)
+}
+
+// DesiredFromView computes what Auth0 should hold for the employee key
+// (keyJSON: to_jsonb(id)) from view, what syncd_desired_of(key) gave. The
+// managed keys are those read with the view (keys when it has none). Every
+// way the row or the mapping can be wrong is an *InvalidRowError saying so.
+func DesiredFromView(key string, keyJSON, view json.RawMessage, cfg Config, keys ManagedKeys) (Desired, error) {
+	if len(view) == 0 || string(view) == "null" {
+		return Desired{}, &InvalidRowError{Field: "syncd_desired", Reason: "was not read for this employee"}
+	}
+	var v viewRow
+	if err := json.Unmarshal(view, &v); err != nil {
+		return Desired{}, &InvalidRowError{Field: "syncd_desired", Reason: "gave something that is not a row: " + err.Error()}
+	}
+	if v.Managed != nil {
+		keys = *v.Managed
+	}
+	keys = keys.withOwn()
+	if v.Error != nil {
+		return Desired{}, &InvalidRowError{Field: "syncd_desired", Reason: strings.TrimPrefix(*v.Error, "syncd_desired: ")}
+	}
+	rawEmail, err := textColumn("email", v.Email)
+	if err != nil {
+		return Desired{}, err
+	}
+	email := normalizeEmail(rawEmail)
 	if email == "" {
 		return Desired{}, &InvalidRowError{Field: "email", Reason: "is empty"}
 	}
-	name := strings.TrimSpace(deref(e.Name))
+	rawName, err := textColumn("name", v.Name)
+	if err != nil {
+		return Desired{}, err
+	}
+	name := strings.TrimSpace(rawName)
 	if name == "" {
 		return Desired{}, &InvalidRowError{Field: "name", Reason: "is empty"}
 	}
-	role, ok := cfg.Roles[e.RoleCode]
-	if !ok {
-		return Desired{}, &InvalidRowError{Field: "role_code", Reason: fmt.Sprintf("%q has no Auth0 role mapping (known: %s)", e.RoleCode, strings.Join(knownCodes(cfg), ", "))}
+	role := ""
+	if !isNull(v.RoleCode) {
+		code, err := textColumn("role_code", v.RoleCode)
+		if err != nil {
+			return Desired{}, err
+		}
+		var ok bool
+		if role, ok = cfg.Roles[code]; !ok {
+			return Desired{}, &InvalidRowError{Field: "role_code", Reason: fmt.Sprintf("%q has no Auth0 role mapping (known: %s)", code, strings.Join(knownCodes(cfg), ", "))}
+		}
 	}
-	status := syncStatusActive
-	if !e.Active {
-		status = syncStatusTerminated
+	var blocked bool
+	if isNull(v.Blocked) {
+		return Desired{}, &InvalidRowError{Field: "blocked", Reason: "is NULL: the mapping must say true or false"}
 	}
-	app := map[string]any{
-		"employee_id": e.keyValue(),
-		"internal_id": e.keyValue(),
-		"role_code":   e.RoleCode,
-		"created_by":  cfg.CreatedBy,
-		"sync_status": status,
+	if err := json.Unmarshal(v.Blocked, &blocked); err != nil {
+		return Desired{}, &InvalidRowError{Field: "blocked", Reason: "is " + jsonKind(v.Blocked) + ", not a boolean"}
 	}
-	user := map[string]any{
-		"employee_id": e.keyValue(),
-		"full_name":   name,
+	app, err := metadataColumn("app_metadata", v.App, keys.App)
+	if err != nil {
+		return Desired{}, err
 	}
-	if v := strings.TrimSpace(deref(e.Department)); v != "" {
-		app["department"] = v
-		user["department"] = v
+	user, err := metadataColumn("user_metadata", v.User, keys.User)
+	if err != nil {
+		return Desired{}, err
 	}
-	if v := strings.TrimSpace(deref(e.ConnecteamID)); v != "" {
-		app["connecteam_id"] = v
+	own := map[string]any{"employee_id": keyValue(key, keyJSON), "created_by": cfg.CreatedBy}
+	for k, want := range normalizeMap(own) {
+		if got, ok := app[k]; ok && !reflect.DeepEqual(got, want) {
+			return Desired{}, &InvalidRowError{Field: "app_metadata." + k, Reason: fmt.Sprintf("is syncd's (%v): the mapping must leave it out, or give that value", want)}
+		}
+		app[k] = want
 	}
-	if v := strings.TrimSpace(deref(e.PhoneNumber)); v != "" {
-		user["phone_number"] = v
-	}
-	d := Desired{State: State{Email: email, Name: name, Blocked: !e.Active, App: normalizeMap(app), User: normalizeMap(user), Role: role}}
-	if !e.Active && cfg.Deprovision == DeprovisionDelete {
+	// Size is Auth0's to judge: its limit on a profile has an allowance
+	// that changes, and a 413 fails the row with a reason (rejected).
+	d := Desired{State: State{Email: email, Name: name, Blocked: blocked, App: app, User: user, Role: role}, Keys: keys}
+	if blocked && cfg.Deprovision == DeprovisionDelete {
 		d.Delete = true
 	}
 	return d, nil
+}
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// jsonKind names the JSON type of raw for a person.
+func jsonKind(raw json.RawMessage) string {
+	switch {
+	case isNull(raw):
+		return "NULL"
+	case raw[0] == '"':
+		return "text"
+	case raw[0] == '{':
+		return "a JSON object"
+	case raw[0] == '[':
+		return "a JSON array"
+	case raw[0] == 't' || raw[0] == 'f':
+		return "a boolean"
+	default:
+		return "a number"
+	}
+}
+
+// textColumn reads a text column of the view; NULL reads as "".
+func textColumn(name string, raw json.RawMessage) (string, error) {
+	if isNull(raw) {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", &InvalidRowError{Field: name, Reason: "is " + jsonKind(raw) + ", not text"}
+	}
+	return s, nil
+}
+
+// metadataColumn reads a metadata column of the view: a JSON object (NULL is
+// an empty one) whose keys are declared managed. A key whose value is null
+// is absent.
+func metadataColumn(name string, raw json.RawMessage, declared []string) (map[string]any, error) {
+	out := map[string]any{}
+	if isNull(raw) {
+		return out, nil
+	}
+	if raw[0] != '{' {
+		return nil, &InvalidRowError{Field: name, Reason: "is " + jsonKind(raw) + ", not a JSON object"}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, &InvalidRowError{Field: name, Reason: "is not a JSON object: " + err.Error()}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if m[k] == nil {
+			continue
+		}
+		if !slices.Contains(declared, k) {
+			return nil, &InvalidRowError{Field: name, Reason: fmt.Sprintf("key %q is not declared in syncd_managed_keys (declared: %s)", k, strings.Join(declared, ", "))}
+		}
+		out[k] = m[k]
+	}
+	return out, nil
 }
 
 func knownCodes(cfg Config) []string {

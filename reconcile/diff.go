@@ -135,8 +135,8 @@ func Diff(d Desired, o *Observed) Plan {
 	if d.Name != o.State.Name {
 		p = append(p, Action{Kind: ActionUpdate, Field: "name", From: o.State.Name, To: d.Name})
 	}
-	p = diffMetadata(p, "app_metadata", managedAppKeys, d.App, o.State.App)
-	p = diffMetadata(p, "user_metadata", managedUserKeys, d.User, o.State.User)
+	p = diffMetadata(p, "app_metadata", d.Keys.App, d.App, o.State.App)
+	p = diffMetadata(p, "user_metadata", d.Keys.User, d.User, o.State.User)
 	switch {
 	case d.Blocked && !o.State.Blocked:
 		p = append(p, Action{Kind: ActionBlock})

@@ -12,15 +12,10 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-func testEmployee() *Employee {
-	return &Employee{ID: "42", Name: ptr("Ada Lovelace"), Email: ptr("  Ada@Example.COM "), Department: ptr("Heat Press"),
-		PhoneNumber: ptr("+15550100"), ConnecteamID: ptr("ct-9"), RoleCode: "associate", Active: true}
-}
-
 func TestDesiredFor(t *testing.T) {
 	t.Parallel()
 	cfg := Config{}.WithDefaults()
-	d, err := DesiredFor(testEmployee(), cfg)
+	d, err := desiredOf(testEmployee(), cfg)
 	require.NoError(t, err)
 	require.Equal(t, "ada@example.com", d.Email)
 	require.Equal(t, "Ada Lovelace", d.Name)
@@ -32,7 +27,7 @@ func TestDesiredFor(t *testing.T) {
 
 	e := testEmployee()
 	e.Active, e.Department, e.PhoneNumber, e.ConnecteamID = false, nil, ptr("  "), nil
-	d, err = DesiredFor(e, cfg)
+	d, err = desiredOf(e, cfg)
 	require.NoError(t, err)
 	require.True(t, d.Blocked)
 	require.False(t, d.Delete)
@@ -43,7 +38,7 @@ func TestDesiredFor(t *testing.T) {
 
 	del := cfg
 	del.Deprovision = DeprovisionDelete
-	d, err = DesiredFor(e, del)
+	d, err = desiredOf(e, del)
 	require.NoError(t, err)
 	require.True(t, d.Delete)
 }
@@ -53,20 +48,20 @@ func TestDesiredForInvalidRows(t *testing.T) {
 	cfg := Config{}.WithDefaults()
 	for _, tt := range []struct {
 		name  string
-		edit  func(*Employee)
+		edit  func(*testRow)
 		field string
 	}{
-		{"null email", func(e *Employee) { e.Email = nil }, "email"},
-		{"blank email", func(e *Employee) { e.Email = ptr("   ") }, "email"},
-		{"null name", func(e *Employee) { e.Name = nil }, "name"},
-		{"blank name", func(e *Employee) { e.Name = ptr("\t") }, "name"},
-		{"unknown role", func(e *Employee) { e.RoleCode = "wizard" }, "role_code"},
+		{"null email", func(e *testRow) { e.Email = nil }, "email"},
+		{"blank email", func(e *testRow) { e.Email = ptr("   ") }, "email"},
+		{"null name", func(e *testRow) { e.Name = nil }, "name"},
+		{"blank name", func(e *testRow) { e.Name = ptr("\t") }, "name"},
+		{"unknown role", func(e *testRow) { e.RoleCode = "wizard" }, "role_code"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := testEmployee()
 			tt.edit(e)
-			_, err := DesiredFor(e, cfg)
+			_, err := desiredOf(e, cfg)
 			var ir *InvalidRowError
 			require.ErrorAs(t, err, &ir)
 			require.Equal(t, tt.field, ir.Field)
@@ -74,14 +69,14 @@ func TestDesiredForInvalidRows(t *testing.T) {
 	}
 	e := testEmployee()
 	e.RoleCode = "wizard"
-	_, err := DesiredFor(e, cfg)
+	_, err := desiredOf(e, cfg)
 	require.EqualError(t, err, `role_code: "wizard" has no Auth0 role mapping (known: associate)`)
 }
 
 func TestDiff(t *testing.T) {
 	t.Parallel()
 	cfg := Config{Roles: map[string]string{"associate": "production_associate", "lead": "production_lead"}}.WithDefaults()
-	base, err := DesiredFor(testEmployee(), cfg)
+	base, err := desiredOf(testEmployee(), cfg)
 	require.NoError(t, err)
 	converged := func() *Observed {
 		return &Observed{UserID: "auth0|1", State: State{Email: base.Email, Name: base.Name, App: maps.Clone(base.App), User: maps.Clone(base.User)},
@@ -220,8 +215,8 @@ func genState(t *rapid.T, label string) State {
 		Email:   rapid.SampledFrom([]string{"a@x.io", "b@x.io"}).Draw(t, label+"email"),
 		Name:    rapid.SampledFrom([]string{"A", "B"}).Draw(t, label+"name"),
 		Blocked: rapid.Bool().Draw(t, label+"blocked"),
-		App:     meta(managedAppKeys),
-		User:    meta(managedUserKeys),
+		App:     meta(DefaultManagedKeys.withOwn().App),
+		User:    meta(DefaultManagedKeys.withOwn().User),
 	}
 }
 
@@ -257,7 +252,7 @@ func TestDiffConvergesProperty(t *testing.T) {
 	t.Parallel()
 	roles := []string{"r1", "r2", "r3"}
 	rapid.Check(t, func(t *rapid.T) {
-		d := Desired{State: genState(t, "d")}
+		d := Desired{State: genState(t, "d"), Keys: DefaultManagedKeys.withOwn()}
 		d.Role = rapid.SampledFrom(append([]string{""}, roles...)).Draw(t, "role")
 		d.Delete = d.Blocked && rapid.Bool().Draw(t, "delete")
 		var o *Observed
@@ -275,8 +270,8 @@ func TestDiffConvergesProperty(t *testing.T) {
 		if after != nil {
 			require.Equal(t, d.Email, after.State.Email)
 			require.Equal(t, d.Blocked, after.State.Blocked)
-			require.Equal(t, len(d.App), managedCount(after.State.App, managedAppKeys))
-			require.Equal(t, len(d.User), managedCount(after.State.User, managedUserKeys))
+			require.Equal(t, len(d.App), managedCount(after.State.App, DefaultManagedKeys.withOwn().App))
+			require.Equal(t, len(d.User), managedCount(after.State.User, DefaultManagedKeys.withOwn().User))
 		}
 		if after != nil && o != nil {
 			// Keys syncd does not own are as they were.
@@ -289,9 +284,9 @@ func TestDiffConvergesProperty(t *testing.T) {
 		for _, a := range p {
 			if a.Field != "" && a.Field != "email" && a.Field != "name" {
 				prefix, key := splitField(a.Field)
-				keys := managedAppKeys
+				keys := DefaultManagedKeys.withOwn().App
 				if prefix == "user_metadata" {
-					keys = managedUserKeys
+					keys = DefaultManagedKeys.withOwn().User
 				}
 				require.Contains(t, keys, key)
 			}

@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 )
@@ -13,14 +15,11 @@ type Employee struct {
 	ID string
 	// IDValue is the key as app_metadata.employee_id carries it: a JSON
 	// number for an integer key, a string otherwise (to_jsonb(id)).
-	IDValue      json.RawMessage
-	Name         *string
-	Email        *string
-	Department   *string
-	PhoneNumber  *string
-	ConnecteamID *string
-	RoleCode     string
-	Active       bool
+	IDValue json.RawMessage
+	// View is what the row asks of Auth0: syncd_desired_of(id), the row of
+	// the mapping (the view syncd_desired) with the managed keys, or
+	// {"error": ...} (DesiredFor reads it).
+	View json.RawMessage
 
 	Auth0UserID      *string
 	AccountCreatedAt *time.Time
@@ -39,7 +38,7 @@ type Employee struct {
 }
 
 // employeeColumns are read in this order by scanEmployee.
-const employeeColumns = `id::text AS employee_key, to_jsonb(id) AS employee_key_json, name, email, department, phone_number, connecteam_id, role_code, active,
+const employeeColumns = `id::text AS employee_key, to_jsonb(id) AS employee_key_json, syncd_desired_of(id) AS desired,
 	auth0_user_id, auth0_account_created_at, auth0_sync_status, auth0_sync_attempts, auth0_synced_state, xmin`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -47,7 +46,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanEmployee(row scanner) (*Employee, error) {
 	var e Employee
 	var xmin uint32
-	err := row.Scan(&e.ID, &e.IDValue, &e.Name, &e.Email, &e.Department, &e.PhoneNumber, &e.ConnecteamID, &e.RoleCode, &e.Active,
+	err := row.Scan(&e.ID, &e.IDValue, &e.View,
 		&e.Auth0UserID, &e.AccountCreatedAt, &e.Status, &e.Attempts, &e.SyncedState, &xmin)
 	if err != nil {
 		return nil, err
@@ -75,17 +74,29 @@ func (s revokedScanner) Scan(dest ...any) error {
 	return s.row.Scan(append(dest, &s.rev.sessions, &s.rev.refreshTokens)...)
 }
 
-// keyValue is the key as app_metadata.employee_id carries it. An Employee
-// not read from the table (no IDValue) is taken to have an integer key when
-// its ID is one.
-func (e *Employee) keyValue() any {
-	if len(e.IDValue) > 0 {
-		return e.IDValue
+// keyValue is the key as app_metadata.employee_id carries it (keyJSON, its
+// to_jsonb). A key not read from the table (no keyJSON) is taken to be an
+// integer key when it is one.
+func keyValue(key string, keyJSON json.RawMessage) any {
+	if len(keyJSON) > 0 {
+		return keyJSON
 	}
-	if isIntegerKey(e.ID) {
-		return json.Number(e.ID)
+	if isIntegerKey(key) {
+		return json.Number(key)
 	}
-	return e.ID
+	return key
+}
+
+// viewHash identifies what the row's outcome is decided from: the md5 of its
+// syncd_desired_of text, as auth0_desired_hash records it and the mapping
+// sweep computes it (PostgreSQL gives jsonb in its one canonical text form).
+func (e *Employee) viewHash() *string {
+	if len(e.View) == 0 {
+		return nil
+	}
+	sum := md5.Sum(e.View)
+	h := hex.EncodeToString(sum[:])
+	return &h
 }
 
 func deref(s *string) string {

@@ -185,6 +185,7 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 		createdAt          = make([]*time.Time, n)
 		statuses           = make([]string, n)
 		errs, states, cfgs = make([]*string, n), make([]*string, n), make([]*string, n)
+		hashes             = make([]*string, n)
 		attempts           = make([]int, n)
 		next, syncedAt     = make([]*time.Time, n), make([]*time.Time, n)
 		unlinked           []string
@@ -200,7 +201,7 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 		ids[i], versions[i], userIDs[i], known[i] = a.id, row.version, row.userID, row.known
 		createdAt[i] = a.createdAt
 		statuses[i], errs[i], attempts[i], cfgs[i] = it.out.Status, row.syncErr, row.attempts, row.failedConfig
-		next[i], syncedAt[i] = row.next, row.syncedAt
+		next[i], syncedAt[i], hashes[i] = row.next, row.syncedAt, row.hash
 		if row.state != nil {
 			s := string(row.state)
 			states[i] = &s
@@ -227,12 +228,12 @@ func (r *Reconciler) flushRecords(items []recordItem) ([]bool, error) {
 			auth0_sync_status = t.status, auth0_sync_error = t.error, auth0_sync_attempts = t.attempts, auth0_next_attempt_at = t.next,
 			auth0_synced_at = COALESCE(t.synced_at, e.auth0_synced_at), auth0_user_id = t.user_id,
 			auth0_account_created_at = COALESCE(e.auth0_account_created_at, t.created_at), auth0_synced_state = t.state::jsonb,
-			auth0_locked_until = NULL, auth0_locked_by = NULL, auth0_failed_config = t.failed_config
+			auth0_locked_until = NULL, auth0_locked_by = NULL, auth0_failed_config = t.failed_config, auth0_desired_hash = t.hash
 		  FROM unnest(syncd_keys($1), $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::text[],
-				$8::timestamptz[], $9::text[], $10::bigint[], $11::text[])
-			AS t(id, status, error, attempts, next, synced_at, user_id, created_at, state, version, failed_config)
+				$8::timestamptz[], $9::text[], $10::bigint[], $11::text[], $12::text[])
+			AS t(id, status, error, attempts, next, synced_at, user_id, created_at, state, version, failed_config, hash)
 		 WHERE e.id = t.id AND e.xmin::text::bigint = t.version
-		RETURNING e.id::text`, ids, statuses, errs, attempts, next, syncedAt, userIDs, createdAt, states, versions, cfgs)
+		RETURNING e.id::text`, ids, statuses, errs, attempts, next, syncedAt, userIDs, createdAt, states, versions, cfgs, hashes)
 	logs.queue(b)
 	for _, it := range items {
 		// The revocation records of accounts syncd (re)created, unblocked or

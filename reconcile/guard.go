@@ -435,10 +435,11 @@ func (g *Guard) overLimit(ctx context.Context, tx pgx.Tx, n, waiting int) (strin
 // however slowly the workers get to it.
 const waitingSQL = `SELECT
 	(SELECT count(*) FROM employees e
-	  WHERE NOT e.active AND e.auth0_user_id IS NOT NULL
+	  WHERE e.auth0_user_id IS NOT NULL
 	    AND e.auth0_sync_status IN ('pending', 'syncing', 'retrying')
 	    AND coalesce((e.auth0_synced_state->>'blocked')::bool, false) = false
-	    AND NOT EXISTS (SELECT 1 FROM syncd_deprovisions d WHERE d.key = 'employee:' || e.id))
+	    AND NOT EXISTS (SELECT 1 FROM syncd_deprovisions d WHERE d.key = 'employee:' || e.id)
+	    AND coalesce((syncd_desired_of(e.id)->>'blocked')::bool, false))
 	+ (SELECT count(DISTINCT o.employee_id) FROM auth0_outbox o
 	  WHERE o.op = 'delete' AND o.auth0_user_id IS NOT NULL
 	    AND NOT EXISTS (SELECT 1 FROM employees e WHERE e.id = o.employee_id)
@@ -460,9 +461,11 @@ func (g *Guard) Step(ctx context.Context) error {
 	err := g.inTx(ctx, func(tx pgx.Tx) error {
 		tripped, newlyHeld, handedBack = "", 0, 0
 		now := g.cfg.Now()
-		// A row that is active again asks for nothing: its hold clears.
+		// A row that is active again (its mapping no longer blocks it) asks
+		// for nothing: its hold clears.
 		tag, err := tx.Exec(ctx, `DELETE FROM syncd_deprovisions d USING employees e
-			WHERE d.kind IN ('inactive', 'deleted') AND e.id = d.employee_id AND e.active`)
+			WHERE d.kind IN ('inactive', 'deleted') AND e.id = d.employee_id
+			  AND NOT coalesce((syncd_desired_of(e.id)->>'blocked')::bool, true)`)
 		if err != nil {
 			return fmt.Errorf("forget deprovisions no longer asked for: %w", err)
 		}

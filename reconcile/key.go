@@ -64,7 +64,7 @@ func CompareKeys(a, b string) int {
 // app_metadata.employee_id is the key of e: a number for an integer key, a
 // quoted string otherwise.
 func searchKeyQuery(e *Employee) string {
-	if v, ok := e.keyValue().(json.RawMessage); ok {
+	if v, ok := keyValue(e.ID, e.IDValue).(json.RawMessage); ok {
 		return "app_metadata.employee_id:" + string(v) // a JSON number or string is also a Lucene term
 	}
 	return "app_metadata.employee_id:" + strconv.Quote(e.ID)

@@ -263,7 +263,7 @@ func CheckMappingContract(ctx context.Context, db MappingDB) (*MappingContract, 
 		wholeRow bool
 		views    []string
 		tables   []string // other tables it reads
-		funcs    []string // functions of the operator's it calls
+		funcs    []string // functions of the operator's it calls that may read tables (not IMMUTABLE)
 		clock    bool     // it reads the date or the time
 	)
 	err = db.QueryRow(ctx, `
@@ -296,7 +296,8 @@ func CheckMappingContract(ctx context.Context, db MappingDB) (*MappingContract, 
 		                   JOIN pg_rewrite rw ON rw.ev_class = ch.oid
 		                   JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_proc'::regclass
 		                   JOIN pg_proc p ON p.oid = d.refobjid
-		                  WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)), '{}'),
+		                  WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+		                    AND p.provolatile <> 'i'), '{}'),
 		       EXISTS (SELECT 1 FROM chain ch JOIN pg_rewrite rw ON rw.ev_class = ch.oid
 		                WHERE rw.ev_action::text LIKE '%{SQLVALUEFUNCTION %'
 		                   OR rw.ev_action::text ~ (':funcid (' || (SELECT string_agg(oid::text, '|') FROM pg_proc

@@ -176,7 +176,7 @@ func (r *Reconciler) DesiredOf(ctx context.Context, id string) (Desired, error) 
 	if err != nil {
 		return Desired{}, fmt.Errorf("read employee: %w", err)
 	}
-	return DesiredFor(e, r.cfg)
+	return r.desiredFor(e)
 }
 
 // ConflictAccount returns the Auth0 account a conflict names, from the

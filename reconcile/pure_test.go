@@ -74,9 +74,9 @@ func TestPlanText(t *testing.T) {
 
 func TestManagedOnly(t *testing.T) {
 	t.Parallel()
-	got := managedOnly(map[string]any{"employee_id": 42, "department": nil, "billing_plan": "gold", "role_code": "lead"}, managedAppKeys)
+	got := managedOnly(map[string]any{"employee_id": 42, "department": nil, "billing_plan": "gold", "role_code": "lead"}, DefaultManagedKeys.withOwn().App)
 	require.Equal(t, map[string]any{"employee_id": 42.0, "role_code": "lead"}, got, "managed keys with a value, numbers as JSON decodes them")
-	require.Equal(t, map[string]any{}, managedOnly(nil, managedUserKeys))
+	require.Equal(t, map[string]any{}, managedOnly(nil, DefaultManagedKeys.withOwn().User))
 	require.Nil(t, normalizeMap(nil))
 }
 

@@ -141,9 +141,12 @@ var errReobserve = errors.New("auth0 state changed: observe again")
 // use; one employee is reconciled by one caller at a time across every
 // process sharing the database (a lease on the row, auth0_locked_until).
 type Reconciler struct {
-	pool  *pgxpool.Pool
-	api   Auth0
-	cfg   Config
+	pool *pgxpool.Pool
+	api  Auth0
+	cfg  Config
+	// keys are the managed metadata keys (LoadMapping); nil until loaded:
+	// DefaultManagedKeys.
+	keys  atomic.Pointer[ManagedKeys]
 	roles roleCache
 	// owner names this Reconciler's leases. A lease of its own on an
 	// employee none of its attempts is working on was left by an attempt
@@ -176,6 +179,40 @@ func New(pool *pgxpool.Pool, api Auth0, cfg Config) (*Reconciler, error) {
 
 // Config returns the reconciler's configuration (with defaults).
 func (r *Reconciler) Config() Config { return r.cfg }
+
+// LoadMapping reads the managed metadata keys the mapping declares
+// (syncd_managed_keys). The daemon calls it at start and with every mapping
+// sweep; until then the reconciler manages DefaultManagedKeys.
+func (r *Reconciler) LoadMapping(ctx context.Context) (ManagedKeys, error) {
+	k, err := LoadManagedKeys(ctx, r.pool)
+	if err != nil {
+		return ManagedKeys{}, err
+	}
+	r.keys.Store(&k)
+	return k, nil
+}
+
+// managedKeys are the managed metadata keys in force.
+func (r *Reconciler) managedKeys() ManagedKeys {
+	if k := r.keys.Load(); k != nil {
+		return *k
+	}
+	return DefaultManagedKeys.withOwn()
+}
+
+// observedKeys are the managed keys an observation keeps: those the row's
+// desired state was computed under, or the reconciler's.
+func (a *attempt) observedKeys() ManagedKeys {
+	if a.desired != nil {
+		return a.desired.Keys
+	}
+	return a.r.managedKeys()
+}
+
+// desiredFor is DesiredFor under the reconciler's configuration and keys.
+func (r *Reconciler) desiredFor(e *Employee) (Desired, error) {
+	return DesiredFor(e, r.cfg, r.managedKeys())
+}
 
 type ctxKey struct{}
 
@@ -395,7 +432,7 @@ func (a *attempt) converge(ctx context.Context) Outcome {
 	if e.Auth0UserID != nil {
 		a.userID = *e.Auth0UserID
 	}
-	d, err := DesiredFor(e, a.r.cfg)
+	d, err := a.r.desiredFor(e)
 	if err != nil {
 		a.audit("validate", "failed", nil, err)
 		return a.terminal(StatusFailed, err)
@@ -579,7 +616,7 @@ func (a *attempt) observed(ctx context.Context, u *auth0.User, linked bool) (*Ob
 		return nil, &out
 	}
 	a.userID = u.UserID
-	return &Observed{UserID: u.UserID, State: observedState(u), Roles: a.managedRoleNames(roles), Linked: linked}, nil
+	return &Observed{UserID: u.UserID, State: observedState(u, a.observedKeys()), Roles: a.managedRoleNames(roles), Linked: linked}, nil
 }
 
 func (a *attempt) managedRoleNames(roles []auth0.Role) []string {

@@ -131,6 +131,8 @@ type scanEntry struct {
 	delete  bool
 	blocked bool
 	seen    bool
+	// keys are the managed keys the desired state was computed under.
+	keys ManagedKeys
 	// status and syncedAt as the scan read them: a row whose values differ
 	// when the scan ends was worked on meanwhile (recheckDrift).
 	status   string
@@ -237,13 +239,13 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 			skip(e.ID, notComparedInFlight(e.Status))
 			continue
 		}
-		d, err := DesiredFor(e, r.cfg)
+		d, err := r.desiredFor(e)
 		if err != nil {
 			skip(e.ID, "not an account under these settings: "+err.Error())
 			continue
 		}
 		res.Compared++
-		entries[e.ID] = &scanEntry{userID: deref(e.Auth0UserID), fp: fingerprintOf(d.State), role: d.Role, delete: d.Delete, blocked: d.Blocked,
+		entries[e.ID] = &scanEntry{userID: deref(e.Auth0UserID), fp: fingerprintOf(d.State), role: d.Role, delete: d.Delete, blocked: d.Blocked, keys: d.Keys,
 			status: e.Status, syncedAt: syncedAt}
 	}
 	rows.Close()
@@ -339,7 +341,7 @@ func (r *Reconciler) Scan(ctx context.Context) (*ScanResult, error) {
 			addDrift(eid, u.UserID, DriftBlocked, true)
 			return nil
 		}
-		got := fingerprintOf(observedState(u))
+		got := fingerprintOf(observedState(u, ent.keys))
 		if got.profile != ent.fp.profile {
 			addDrift(eid, u.UserID, DriftProfile, false)
 		}
@@ -642,7 +644,7 @@ func (r *Reconciler) PlanFor(ctx context.Context, id string) (Plan, *Observed, e
 		return nil, nil, fmt.Errorf("read employee: %w", err)
 	}
 	a := &attempt{r: r, id: e.ID, emp: e, log: r.cfg.Logger}
-	d, err := DesiredFor(e, r.cfg)
+	d, err := r.desiredFor(e)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -56,12 +56,15 @@ type outcomeRow struct {
 	userID       *string
 	known        bool  // the account link is known (userID, or none after a delete)
 	version      int64 // the row's xmin when claimed
+	// hash is the row's viewHash: what the outcome was decided from
+	// (auth0_desired_hash, which the mapping sweep compares).
+	hash *string
 }
 
 // outcomeRow computes what out writes to the row (record, recordGroup).
 func (a *attempt) outcomeRow(out *Outcome) (outcomeRow, error) {
 	now := a.r.cfg.Now()
-	row := outcomeRow{attempts: a.emp.Attempts, version: int64(a.emp.version)}
+	row := outcomeRow{attempts: a.emp.Attempts, version: int64(a.emp.version), hash: a.emp.viewHash()}
 	if out.Err != nil {
 		s := out.Err.Error()
 		row.syncErr = &s
@@ -124,9 +127,9 @@ func (a *attempt) record(ctx context.Context, out *Outcome) error {
 			auth0_sync_status = $2, auth0_sync_error = $3, auth0_sync_attempts = $4, auth0_next_attempt_at = $5,
 			auth0_synced_at = COALESCE($6, auth0_synced_at), auth0_user_id = $7,
 			auth0_account_created_at = COALESCE(auth0_account_created_at, $8), auth0_synced_state = $9, auth0_locked_until = NULL, auth0_locked_by = NULL,
-			auth0_failed_config = $11
+			auth0_failed_config = $11, auth0_desired_hash = $12
 		WHERE id = $1 AND xmin::text::bigint = $10`,
-		a.id, out.Status, row.syncErr, row.attempts, row.next, row.syncedAt, userID, a.createdAt, row.state, version, row.failedConfig)
+		a.id, out.Status, row.syncErr, row.attempts, row.next, row.syncedAt, userID, a.createdAt, row.state, version, row.failedConfig, row.hash)
 	if err := a.queueLogs(b); err != nil {
 		return err
 	}
@@ -282,7 +285,7 @@ func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outco
 		switch {
 		case err == nil:
 			if eid, ok := employeeIDOf(u); !ok || eid == a.id || a.noEmployeeCheck {
-				o = &Observed{UserID: u.UserID, State: observedState(u), Linked: true}
+				o = &Observed{UserID: u.UserID, State: observedState(u, a.r.managedKeys()), Linked: true}
 			}
 		case !errors.Is(err, auth0.ErrNotFound):
 			return a.retry(err)
@@ -295,7 +298,7 @@ func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outco
 		}
 		for i := range users {
 			if eid, ok := employeeIDOf(&users[i]); ok && eid == a.id {
-				o = &Observed{UserID: users[i].UserID, State: observedState(&users[i]), Linked: true}
+				o = &Observed{UserID: users[i].UserID, State: observedState(&users[i], a.r.managedKeys()), Linked: true}
 				break
 			}
 		}
@@ -304,7 +307,7 @@ func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outco
 		return Outcome{Result: ResultDone, Status: StatusDeprovisioned}
 	}
 	a.userID = o.UserID
-	d := Desired{State: o.State, Delete: a.r.cfg.Deprovision == DeprovisionDelete}
+	d := Desired{State: o.State, Delete: a.r.cfg.Deprovision == DeprovisionDelete, Keys: a.r.managedKeys()}
 	d.Blocked = true
 	d.App = maps.Clone(o.State.App)
 	d.App["sync_status"] = syncStatusTerminated

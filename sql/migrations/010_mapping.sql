@@ -21,6 +21,24 @@
 --
 -- syncd itself sets app_metadata.employee_id (the key, how syncd finds an
 -- account again) and app_metadata.created_by (--created-by).
+
+-- syncd_trim(t) trims what Go's strings.TrimSpace trims (Unicode white
+-- space; ASCII white space where the database is not UTF-8), so that the
+-- default mapping gives exactly what syncd's built-in mapping gave.
+DO $do$
+DECLARE
+    spaces text := ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13);
+BEGIN
+    IF getdatabaseencoding() = 'UTF8' THEN
+        spaces := spaces || chr(133) || chr(160) || chr(5760) || chr(8192) || chr(8193) || chr(8194) || chr(8195)
+            || chr(8196) || chr(8197) || chr(8198) || chr(8199) || chr(8200) || chr(8201) || chr(8202)
+            || chr(8232) || chr(8233) || chr(8239) || chr(8287) || chr(12288);
+    END IF;
+    EXECUTE format('CREATE OR REPLACE FUNCTION syncd_trim(t text) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS %L', format('SELECT btrim(t, %L)', spaces));
+END;
+$do$;
+
 DO $do$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'syncd_desired'
@@ -34,14 +52,14 @@ BEGIN
                jsonb_strip_nulls(jsonb_build_object(
                    'internal_id', to_jsonb(e.id),
                    'role_code', e.role_code,
-                   'department', nullif(btrim(e.department), ''),
-                   'connecteam_id', nullif(btrim(e.connecteam_id), ''),
+                   'department', nullif(syncd_trim(e.department), ''),
+                   'connecteam_id', nullif(syncd_trim(e.connecteam_id), ''),
                    'sync_status', CASE WHEN e.active THEN 'active' ELSE 'terminated' END)) AS app_metadata,
                jsonb_strip_nulls(jsonb_build_object(
                    'employee_id', to_jsonb(e.id),
-                   'full_name', btrim(e.name),
-                   'department', nullif(btrim(e.department), ''),
-                   'phone_number', nullif(btrim(e.phone_number), ''))) AS user_metadata
+                   'full_name', syncd_trim(e.name),
+                   'department', nullif(syncd_trim(e.department), ''),
+                   'phone_number', nullif(syncd_trim(e.phone_number), ''))) AS user_metadata
           FROM employees e;
     END IF;
 END;
@@ -66,10 +84,13 @@ ON CONFLICT DO NOTHING;
 -- syncd_desired_of(key) is what syncd reads for one employee: the view's
 -- contract columns with the managed keys, as one jsonb object; or
 -- {"error": "..."} when the view has no row for the key, more than one, or
--- fails on this row (a division by zero, a cast). The error stays this row's:
--- it is caught here, so that a statement reading many rows is not failed by
--- one. The view is named only in this body: an operator may drop and create
--- it again.
+-- fails on this row's data (a division by zero, a cast, a subquery giving two
+-- rows, an exception a function raises). Such an error stays this row's: it
+-- is caught here, so that a statement reading many rows is not failed by one.
+-- Errors that are not the row's (no such view or column, no privilege, the
+-- server going away) fail the statement: syncd retries, and nothing is marked
+-- failed for a fault of the setup. The view is named only in this body: an
+-- operator may drop and create it again.
 CREATE OR REPLACE FUNCTION syncd_desired_of(k {{.key_type}}) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -88,7 +109,7 @@ BEGIN
     RETURN (got -> 0) || jsonb_build_object('managed', (
         SELECT jsonb_object_agg(metadata, keys) FROM (
             SELECT metadata, jsonb_agg(key ORDER BY key) AS keys FROM syncd_managed_keys GROUP BY metadata) m));
-EXCEPTION WHEN OTHERS THEN
+EXCEPTION WHEN data_exception OR cardinality_violation OR plpgsql_error THEN
     RETURN jsonb_build_object('error', 'syncd_desired: ' || SQLERRM);
 END;
 $$;
