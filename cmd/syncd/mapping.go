@@ -512,6 +512,16 @@ func printMappingPlan(e *env, out *mappingPlanOutput) {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", ch.EmployeeID, user, actions)
 	}
 	w.Flush()
+	deprovisions := 0
+	for _, ch := range out.Plan {
+		if ch.Actions.Deprovisions() {
+			deprovisions++
+		}
+	}
+	if deprovisions > 0 {
+		fmt.Fprintf(e.stdout, "\n%s would be blocked or deleted (subject to --max-deprovision: the mass-deprovision guard holds a batch over it).\n",
+			plural(deprovisions, "account", "accounts"))
+	}
 	fmt.Fprintf(e.stdout, "\nTo apply it: syncd mapping apply --file %s\n", shellQuote(out.File))
 }
 

@@ -66,7 +66,8 @@ func settleMapping(t *testing.T, pool *pgxpool.Pool) {
 	_, err := pool.Exec(context.Background(), `
 		UPDATE employees SET auth0_sync_status = 'synced', auth0_user_id = 'auth0|' || id,
 		       auth0_synced_state = jsonb_build_object('email', email, 'name', name, 'blocked', NOT active, 'role', 'production_associate',
-		           'app_metadata', syncd_desired_of(id)->'app_metadata', 'user_metadata', syncd_desired_of(id)->'user_metadata'),
+		           'app_metadata', syncd_desired_of(id)->'app_metadata' || jsonb_build_object('employee_id', to_jsonb(id), 'created_by', 'productivity_system'),
+		           'user_metadata', syncd_desired_of(id)->'user_metadata'),
 		       auth0_desired_hash = md5(syncd_desired_of(id)::text);
 		DELETE FROM auth0_outbox`)
 	require.NoError(t, err)
@@ -241,6 +242,16 @@ SELECT e.id, e.email, CASE WHEN e.department = 'Ops' THEN upper(e.name) ELSE e.n
 	var name string
 	require.NoError(t, pool.QueryRow(context.Background(), `SELECT syncd_desired_of(id)->>'name' FROM employees WHERE id::text = $1`, ids[0]).Scan(&name))
 	require.Equal(t, "Ada", name, "rolled back")
+
+	// A mapping that blocks Sales: two blocks, under the guard.
+	sales := writeFile(t, "sales.sql", `CREATE OR REPLACE VIEW syncd_desired AS
+SELECT e.id, e.email, e.name, e.role_code, NOT e.active OR e.department = 'Sales' AS blocked, `+defaultMetadata+`
+  FROM employees e;`)
+	code, stdout, stderr = runCLI(t, environ, "plan", "--mapping", sales)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "2 rows change their desired state; 2 accounts would be written")
+	require.Equal(t, 2, strings.Count(stdout, "  block\n"), "the block alone: %s", stdout)
+	require.Contains(t, stdout, "2 accounts would be blocked or deleted (subject to --max-deprovision")
 }
 
 // A view that breaks the contract stops `syncd run` at start with one line
@@ -270,4 +281,24 @@ func TestRunWarnsUnappliedMapping(t *testing.T) {
 	require.Contains(t, x.logs.String(), `"msg":"the mapping is not applied: the update triggers compare (name, email, department, phone_number, connecteam_id, role_code, active) but syncd_desired reads (id, name, email, department, role_code, active)`)
 	require.Eventually(t, func() bool { return x.metric("syncd_mapping_sweep_duration_seconds_count") >= 1 }, time.Minute, 20*time.Millisecond)
 	require.GreaterOrEqual(t, x.metric("syncd_mapping_sweep_marked_total"), float64(0))
+}
+
+func TestMappingSweepIntervalSetting(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{"DATABASE_URL": "postgres://syncd@127.0.0.1:5432/app", "AUTH0_DOMAIN": "tenant.auth0.com",
+		"AUTH0_CLIENT_ID": "id", "AUTH0_CLIENT_SECRET": "s"}
+	code, _, stderr := runCLI(t, environ, "run", "--mapping-sweep-interval", "10ms")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "syncd: --mapping-sweep-interval: must be 0 (off) or at least 1s, got 10ms")
+	environ["SYNCD_MAPPING_SWEEP_INTERVAL"] = "often"
+	code, _, stderr = runCLI(t, environ, "run")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `syncd: SYNCD_MAPPING_SWEEP_INTERVAL: must be a duration like 30s or 15m, got "often"`)
+
+	c, err := parseRunConfig(&env{getenv: func(k string) string { return map[string]string{"SYNCD_MAPPING_SWEEP_INTERVAL": "0"}[k] },
+		stdout: &strings.Builder{}, stderr: &strings.Builder{}, flagOf: map[string]string{}},
+		[]string{"--database-url", environ["DATABASE_URL"], "--auth0-domain", "tenant.auth0.com", "--auth0-client-id", "id", "--auth0-client-secret", "s"})
+	require.NoError(t, err)
+	require.Zero(t, c.MappingSweep, "0: off")
+	require.Nil(t, newMappingSweep(c.MappingSweep, nil, "me", newMetrics(), nil))
 }
