@@ -32,9 +32,12 @@ const exitBadMapping = 2
 
 // mappingOutput is `syncd mapping check|apply --json`.
 type mappingOutput struct {
-	File    string                    `json:"file,omitempty"`
-	Report  *reconcile.MappingReport  `json:"check"`
-	Applied *reconcile.MappingApplied `json:"applied,omitempty"`
+	File   string                   `json:"file,omitempty"`
+	Report *reconcile.MappingReport `json:"check"`
+	// RowsRead: the check read every row (check does; apply checks the
+	// contract only, so that writes of employees do not wait for a row pass).
+	RowsRead bool                      `json:"rows_read"`
+	Applied  *reconcile.MappingApplied `json:"applied,omitempty"`
 }
 
 // cmdMapping is `syncd mapping check|apply [--file F]`: wiring and
@@ -95,8 +98,20 @@ func cmdMapping(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	out := mappingOutput{File: file}
-	if out.Report, err = reconcile.CheckMapping(ctx, tx, mapping.cfg); err != nil {
-		return err
+	if action == "check" {
+		if out.Report, err = reconcile.CheckMapping(ctx, tx, mapping.cfg); err != nil {
+			return err
+		}
+		out.RowsRead = true
+	} else {
+		// No row pass: writes of employees wait for the apply (LockMapping).
+		// `syncd mapping check` reads the rows beforehand.
+		c, err := reconcile.CheckMappingContract(ctx, tx)
+		if err != nil {
+			return err
+		}
+		out.Report = &reconcile.MappingReport{MappingContract: *c, Failures: []reconcile.MappingFailure{},
+			ChangedKeys: []string{}, Sample: []reconcile.MappingSample{}}
 	}
 	bad := len(out.Report.Problems) > 0
 	if action == "apply" && !bad {
@@ -114,7 +129,7 @@ func cmdMapping(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	} else {
-		printMapping(e, &out, action)
+		printMapping(e, &out)
 	}
 	if bad {
 		msg := "the mapping view breaks syncd's contract (above)"
@@ -332,7 +347,7 @@ func dollarTag(s string) string {
 	return ""
 }
 
-func printMapping(e *env, out *mappingOutput, action string) {
+func printMapping(e *env, out *mappingOutput) {
 	rep := out.Report
 	from := "as it is in the database"
 	if out.File != "" {
@@ -359,6 +374,17 @@ func printMapping(e *env, out *mappingOutput, action string) {
 			fmt.Fprintf(e.stdout, "  Not applied yet: %s\n", d)
 		}
 	}
+	if a := out.Applied; a != nil {
+		what := "unchanged"
+		if a.TriggersChanged {
+			what = "regenerated"
+		}
+		fmt.Fprintf(e.stdout, "\nApplied: the update triggers (%s) compare %s; %s marked pending (a running syncd converges them, writing only what changed).\n",
+			what, strings.Join(a.Watched, ", "), plural(int(a.Marked), "row", "rows"))
+	}
+	if !out.RowsRead {
+		return
+	}
 	valid := rep.Rows - rep.Failing
 	fmt.Fprintf(e.stdout, "\nRows: %d read, %d valid", rep.Rows, valid)
 	if rep.Failing == 0 {
@@ -369,12 +395,9 @@ func printMapping(e *env, out *mappingOutput, action string) {
 			fmt.Fprintf(e.stdout, "  %s %s: %s\n", plural(f.Count, "row", "rows"), keysPhrase(f.Keys, f.Count), f.Reason)
 		}
 	}
-	switch {
-	case rep.Changed == 0:
+	if rep.Changed == 0 {
 		fmt.Fprintln(e.stdout, "No row's desired state differs from the one its last outcome was decided from: nothing to do in Auth0.")
-	case out.Applied != nil:
-		fmt.Fprintf(e.stdout, "Desired state changed for %s %s.\n", plural(rep.Changed, "row", "rows"), keysPhrase(rep.ChangedKeys, rep.Changed))
-	default:
+	} else {
 		fmt.Fprintf(e.stdout, "Desired state changed for %s %s: `syncd mapping apply` marks them pending (`syncd plan --mapping F` shows the calls).\n",
 			plural(rep.Changed, "row", "rows"), keysPhrase(rep.ChangedKeys, rep.Changed))
 	}
@@ -388,14 +411,6 @@ func printMapping(e *env, out *mappingOutput, action string) {
 			}
 			fmt.Fprintf(e.stdout, "  employee %s%s: %s\n", s.EmployeeID, mark, b)
 		}
-	}
-	if a := out.Applied; a != nil {
-		what := "unchanged"
-		if a.TriggersChanged {
-			what = "regenerated"
-		}
-		fmt.Fprintf(e.stdout, "\nApplied: the update triggers (%s) compare %s; %s marked pending (a running syncd converges them, writing only what changed).\n",
-			what, strings.Join(a.Watched, ", "), plural(int(a.Marked), "row", "rows"))
 	}
 }
 
