@@ -577,15 +577,19 @@ type mappingRow struct {
 func mappingRows(ctx context.Context, db MappingDB, fn func(mappingRow) error) error {
 	var after *string
 	for {
+		// The first page has no key condition: each is an index range scan.
+		where, args := "", []any{mappingPage}
+		if after != nil {
+			where, args = "WHERE id > (syncd_keys(ARRAY[$2::text]))[1]", append(args, *after)
+		}
 		rows, err := db.Query(ctx, `
 			SELECT key, key_json, desired,
 			       auth0_sync_status IN `+outcomeStatuses+` AND md5(desired::text) IS DISTINCT FROM auth0_desired_hash,
 			       auth0_user_id, auth0_synced_state
 			  FROM (SELECT id::text AS key, to_jsonb(id) AS key_json, syncd_desired_of(id) AS desired,
 			               auth0_user_id, auth0_synced_state, auth0_sync_status, auth0_desired_hash
-			          FROM employees
-			         WHERE $1::text IS NULL OR id > (syncd_keys(ARRAY[$1::text]))[1]
-			         ORDER BY id LIMIT $2) page`, after, mappingPage)
+			          FROM employees `+where+`
+			         ORDER BY id LIMIT $1) page`, args...)
 		if err != nil {
 			return fmt.Errorf("read syncd_desired: %w", err)
 		}
@@ -753,37 +757,60 @@ func writeTriggers(ctx context.Context, tx pgx.Tx, cols []string) error {
 	return nil
 }
 
-// markChangedSQL marks pending the rows (of the page after $1, $2 rows,
-// when $2 > 0; else of the whole table) with a recorded outcome whose
-// desired state is no longer the one their hash records, leased rows
-// excepted, with an outbox row each; it returns how many, and where the
-// page ended.
-const markChangedSQL = `
-	WITH page AS (
-	    SELECT id FROM employees
-	     WHERE $2::int = 0 OR $1::text IS NULL OR id > (syncd_keys(ARRAY[$1::text]))[1]
-	     ORDER BY id LIMIT CASE WHEN $2::int > 0 THEN $2::int END
+// markChangedSQL is the statement that marks pending the rows with a
+// recorded outcome whose desired state is no longer the one their hash
+// records (leased rows excepted), with an outbox row each; it returns how
+// many, and the last key it looked at. paged: the $2 rows after key $1
+// (after: there is a key to start after); else the whole table. The hash is
+// computed in the page, for its rows only (a condition on employees would
+// let the planner compute it for every row of the table), and the key
+// condition is its own statement so that the page is an index range scan.
+func markChangedSQL(after, paged bool) string {
+	where, limit, n := "", "", 0
+	if after {
+		n++
+		where = fmt.Sprintf("WHERE id > (syncd_keys(ARRAY[$%d::text]))[1]", n)
+	}
+	if paged {
+		n++
+		limit = fmt.Sprintf("LIMIT $%d", n)
+	}
+	return `
+	WITH page AS MATERIALIZED (
+	    SELECT id, CASE WHEN auth0_sync_status IN ` + outcomeStatuses + ` THEN md5(syncd_desired_of(id)::text) END AS hash
+	      FROM employees ` + where + `
+	     ORDER BY id ` + limit + `
 	), marked AS (
 	    UPDATE employees e SET auth0_sync_status = 'pending', auth0_next_attempt_at = NULL
 	      FROM page p
-	     WHERE e.id = p.id
+	     WHERE e.id = p.id AND p.hash IS NOT NULL
 	       AND e.auth0_sync_status IN ` + outcomeStatuses + `
 	       AND (e.auth0_locked_until IS NULL OR e.auth0_locked_until < now())
-	       AND md5(syncd_desired_of(e.id)::text) IS DISTINCT FROM e.auth0_desired_hash
+	       AND p.hash IS DISTINCT FROM e.auth0_desired_hash
 	    RETURNING e.id
 	), queued AS (
 	    INSERT INTO auth0_outbox (employee_id, op) SELECT id, 'update' FROM marked ORDER BY id
 	    RETURNING 1
 	)
-	SELECT (SELECT count(*) FROM queued), CASE WHEN $2::int > 0 THEN (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) END`
+	SELECT (SELECT count(*) FROM queued), (SELECT id::text FROM page ORDER BY id DESC LIMIT 1)`
+}
 
 // markChanged runs markChangedSQL in tx and notifies the outbox channel
-// when it marked anything. With page > 0 it returns the last key of the
-// page, nil when the page was empty.
+// when it marked anything. With page > 0, the page of that many keys after
+// after (nil: from the start); it returns the page's last key, nil when the
+// page was empty.
 func markChanged(ctx context.Context, tx pgx.Tx, after *string, page int) (int64, *string, error) {
+	var args []any
+	if after != nil {
+		args = append(args, *after)
+	}
+	if page > 0 {
+		args = append(args, page)
+	}
+	sql := markChangedSQL(after != nil, page > 0)
 	var n int64
 	var last *string
-	if err := tx.QueryRow(ctx, markChangedSQL, after, page).Scan(&n, &last); err != nil {
+	if err := tx.QueryRow(ctx, sql, args...).Scan(&n, &last); err != nil {
 		return 0, nil, fmt.Errorf("mark changed rows pending: %w", err)
 	}
 	if n > 0 {

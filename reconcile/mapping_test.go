@@ -18,18 +18,18 @@ import (
 
 // mappingBundle is a migrated database for the mapping's tests: no Auth0.
 type mappingBundle struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	pool *pgxpool.Pool
 	cfg  reconcile.Config
 }
 
-func newMappingBundle(t *testing.T) *mappingBundle {
+func newMappingBundle(t testing.TB) *mappingBundle {
 	t.Helper()
 	return newMappingBundleOn(t, pgtest.NewDatabase(t))
 }
 
-func newMappingBundleOn(t *testing.T, url string) *mappingBundle {
+func newMappingBundleOn(t testing.TB, url string) *mappingBundle {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, url)
