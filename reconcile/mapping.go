@@ -691,7 +691,7 @@ func ApplyMapping(ctx context.Context, tx pgx.Tx) (*MappingApplied, error) {
 
 // writeTriggers replaces the two row-level UPDATE triggers with ones whose
 // WHEN compares cols (the AFTER one compares id too: a changed key names new
-// work). Identifiers are quoted by the database (format %I).
+// work). Identifiers are quoted (pgx.Identifier).
 func writeTriggers(ctx context.Context, tx pgx.Tx, cols []string) error {
 	var version int
 	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
@@ -713,13 +713,10 @@ func writeTriggers(ctx context.Context, tx pgx.Tx, cols []string) error {
 	if !slices.Contains(cols, "id") {
 		after = append([]string{"id"}, cols...)
 	}
-	when := func(cols []string) (string, error) {
+	when := func(cols []string) string {
 		var old, nw []string
 		for _, c := range cols {
-			var q string
-			if err := tx.QueryRow(ctx, `SELECT quote_ident($1)`, c).Scan(&q); err != nil {
-				return "", fmt.Errorf("quote %s: %w", c, err)
-			}
+			q := pgx.Identifier{c}.Sanitize()
 			cast := ""
 			if !comparable[c] {
 				cast = "::text"
@@ -727,16 +724,9 @@ func writeTriggers(ctx context.Context, tx pgx.Tx, cols []string) error {
 			old = append(old, "OLD."+q+cast)
 			nw = append(nw, "NEW."+q+cast)
 		}
-		return "((" + strings.Join(old, ", ") + ") IS DISTINCT FROM (" + strings.Join(nw, ", ") + "))", nil
+		return "((" + strings.Join(old, ", ") + ") IS DISTINCT FROM (" + strings.Join(nw, ", ") + "))"
 	}
-	before, err := when(cols)
-	if err != nil {
-		return err
-	}
-	afterWhen, err := when(after)
-	if err != nil {
-		return err
-	}
+	before, afterWhen := when(cols), when(after)
 	// CREATE OR REPLACE TRIGGER (PostgreSQL 14) keeps employees readable
 	// while the rest of the apply runs; DROP TRIGGER would lock it whole.
 	create := "CREATE OR REPLACE TRIGGER "

@@ -562,3 +562,30 @@ func TestMappingKeys(t *testing.T) {
 		})
 	}
 }
+
+// Columns the triggers must quote, and of a type without an equality
+// operator (json: compared as text), are watched like any other.
+func TestApplyMappingQuotedAndJSONColumns(t *testing.T) {
+	t.Parallel()
+	m := newMappingBundle(t)
+	m.exec(`ALTER TABLE employees ADD COLUMN "Given Name" text, ADD COLUMN profile json`)
+	ada := m.insert("Ada", "ada@example.com", "Ops", "")
+	applied, err := m.apply(`DROP VIEW syncd_desired; CREATE VIEW syncd_desired AS
+		SELECT e.id, e.email, coalesce(e."Given Name", e.name) AS name, NULL::text AS role_code, false AS blocked,
+		       coalesce(e.profile::jsonb, '{}') AS app_metadata, '{}'::jsonb AS user_metadata FROM employees e`)
+	require.NoError(t, err)
+	require.Equal(t, []string{"id", "name", "email", "Given Name", "profile"}, applied.Watched)
+	require.Empty(t, m.contract().Drift())
+	m.settle()
+
+	m.exec(`UPDATE employees SET department = 'Sales', phone_number = '+1555'`)
+	require.Equal(t, "synced", m.status(ada))
+	m.exec(`UPDATE employees SET profile = '{"team": "blue"}'`)
+	require.Equal(t, "pending", m.status(ada))
+	require.Equal(t, []string{ada + " update"}, m.outbox())
+	m.settle()
+	m.exec(`UPDATE employees SET profile = '{"team": "blue"}'`)
+	require.Equal(t, "synced", m.status(ada), "the same json: no change")
+	m.exec(`UPDATE employees SET "Given Name" = 'Augusta'`)
+	require.Equal(t, "pending", m.status(ada))
+}
