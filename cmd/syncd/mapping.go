@@ -440,6 +440,17 @@ type mappingPlanOutput struct {
 // would do in Auth0, row by row, against what syncd last applied. No Auth0
 // call; everything is rolled back.
 func planMapping(ctx context.Context, e *env, db *dbConfig, mapping *mappingConfig, file string, asJSON, detailed bool) error {
+	err := planMappingOnce(ctx, e, db, mapping, file, asJSON, detailed)
+	// With --detailed-exitcode, 2 means changes: a bad mapping is then 1,
+	// as every error is.
+	var st *exitStatus
+	if detailed && err != errDrift && errors.As(err, &st) && st.code == exitBadMapping {
+		return &exitStatus{code: exitError, msg: st.msg}
+	}
+	return err
+}
+
+func planMappingOnce(ctx context.Context, e *env, db *dbConfig, mapping *mappingConfig, file string, asJSON, detailed bool) error {
 	sqlText, err := readMappingFile(file)
 	if err != nil {
 		return err

@@ -243,6 +243,14 @@ SELECT e.id, e.email, CASE WHEN e.department = 'Ops' THEN upper(e.name) ELSE e.n
 	require.NoError(t, pool.QueryRow(context.Background(), `SELECT syncd_desired_of(id)->>'name' FROM employees WHERE id::text = $1`, ids[0]).Scan(&name))
 	require.Equal(t, "Ada", name, "rolled back")
 
+	// A bad mapping: 2, or 1 with --detailed-exitcode (where 2 means changes).
+	bad := writeFile(t, "bad.sql", `DROP VIEW syncd_desired; CREATE VIEW syncd_desired AS SELECT id FROM employees`)
+	code, stdout, _ = runCLI(t, environ, "plan", "--mapping", bad)
+	require.Equal(t, 2, code)
+	require.Contains(t, stdout, "  - column email is missing (it must be text or varchar)")
+	code, _, _ = runCLI(t, environ, "plan", "--mapping", bad, "--detailed-exitcode")
+	require.Equal(t, 1, code)
+
 	// A mapping that blocks Sales: two blocks, under the guard.
 	sales := writeFile(t, "sales.sql", `CREATE OR REPLACE VIEW syncd_desired AS
 SELECT e.id, e.email, e.name, e.role_code, NOT e.active OR e.department = 'Sales' AS blocked, `+defaultMetadata+`
