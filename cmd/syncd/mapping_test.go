@@ -297,7 +297,7 @@ func TestMappingSweepIntervalSetting(t *testing.T) {
 		"AUTH0_CLIENT_ID": "id", "AUTH0_CLIENT_SECRET": "s"}
 	code, _, stderr := runCLI(t, environ, "run", "--mapping-sweep-interval", "10ms")
 	require.Equal(t, 2, code)
-	require.Contains(t, stderr, "syncd: --mapping-sweep-interval: must be 0 (off) or at least 1s, got 10ms")
+	require.Contains(t, stderr, "syncd: --mapping-sweep-interval: must be 0 (off) or at least 100ms, got 10ms")
 	environ["SYNCD_MAPPING_SWEEP_INTERVAL"] = "often"
 	code, _, stderr = runCLI(t, environ, "run")
 	require.Equal(t, 2, code)

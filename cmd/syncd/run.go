@@ -117,8 +117,8 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	if c.DeprovisionSettle < 100*time.Millisecond || c.DeprovisionSettle > 10*time.Minute {
 		bad(settingf("SYNCD_DEPROVISION_SETTLE", "must be 100ms..10m, got %s", c.DeprovisionSettle))
 	}
-	if c.MappingSweep != 0 && c.MappingSweep < time.Second {
-		bad(settingf("SYNCD_MAPPING_SWEEP_INTERVAL", "must be 0 (off) or at least 1s, got %s", c.MappingSweep))
+	if c.MappingSweep != 0 && c.MappingSweep < 100*time.Millisecond {
+		bad(settingf("SYNCD_MAPPING_SWEEP_INTERVAL", "must be 0 (off) or at least 100ms, got %s", c.MappingSweep))
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad(settingf("SYNCD_SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout))
