@@ -55,3 +55,16 @@ func BenchmarkMappingApply100Of10000(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// `syncd mapping check` over 10,000 rows: the contract and a row pass
+// (syncd_desired_of and the Go validation of every row).
+func BenchmarkMappingCheck(b *testing.B) {
+	m := newMappingBench(b)
+	b.ResetTimer()
+	for range b.N {
+		rep, err := reconcile.CheckMapping(m.ctx, m.pool, m.cfg)
+		require.NoError(b, err)
+		require.Equal(b, benchEmployees, rep.Rows)
+	}
+	b.ReportMetric(float64(benchEmployees)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
