@@ -100,7 +100,7 @@ func cmdMapping(ctx context.Context, e *env, args []string) error {
 	out := mappingOutput{File: file}
 	if action == "check" {
 		if out.Report, err = reconcile.CheckMapping(ctx, tx, mapping.cfg); err != nil {
-			return err
+			return viewFails(err)
 		}
 		out.RowsRead = true
 	} else {
@@ -203,6 +203,19 @@ func runMappingFile(ctx context.Context, tx pgx.Tx, path, sqlText string) error 
 		return &exitStatus{code: exitBadMapping, msg: path + ": the file ended syncd's transaction"}
 	}
 	return nil
+}
+
+// viewFails makes an error of PostgreSQL's while the rows were read
+// through the view (syncd_desired_of fails the statement for what is not a
+// row's fault: a privilege on a table the view reads, a function that is
+// gone) a bad mapping; other errors stay errors.
+func viewFails(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return &exitStatus{code: exitBadMapping, msg: fmt.Sprintf("reading the rows through %s fails: %s: %s (SQLSTATE %s): a fault of the view, not of a row (a running syncd retries and marks nothing failed)",
+			reconcile.MappingView, pe.Severity, pe.Message, pe.Code)}
+	}
+	return err
 }
 
 // lineOf is the line of the pos-th character (1-based) of s.
@@ -475,7 +488,7 @@ func planMappingOnce(ctx context.Context, e *env, db *dbConfig, mapping *mapping
 	out := mappingPlanOutput{File: file, Problems: c.Problems, Plan: []reconcile.MappingChange{}}
 	if len(c.Problems) == 0 {
 		if out.Plan, err = reconcile.PlanMapping(ctx, tx, mapping.cfg); err != nil {
-			return err
+			return viewFails(err)
 		}
 	}
 	for _, ch := range out.Plan {

@@ -152,6 +152,24 @@ CREATE VIEW syncd_desired AS SELECT e.id, e.email, e.name, e.role_code, e.auth0_
 	require.Equal(t, 2, code)
 	require.Equal(t, "syncd: "+typo+": line 3: ERROR: column e.first_nme does not exist (SQLSTATE 42703; nothing was changed)\n", stderr)
 
+	// A view that fails for every row (not a row's fault: a table it reads
+	// is gone): exit 2 too, with PostgreSQL's reason.
+	gone := writeFile(t, "gone.sql", `CREATE FUNCTION title_of(code text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE t text;
+BEGIN
+    EXECUTE 'SELECT title FROM no_such_table WHERE code = $1' INTO t USING code;
+    RETURN t;
+END $$;
+CREATE OR REPLACE VIEW syncd_desired AS SELECT e.id, e.email, coalesce(title_of(e.department), e.name) AS name, e.role_code,
+       NOT e.active AS blocked, `+defaultMetadata+` FROM employees e;`)
+	code, _, stderr = runCLI(t, environ, "mapping", "check", "--file", gone)
+	require.Equal(t, 2, code)
+	require.Equal(t, `syncd: reading the rows through syncd_desired fails: ERROR: relation "no_such_table" does not exist (SQLSTATE 42P01): `+
+		"a fault of the view, not of a row (a running syncd retries and marks nothing failed)\n", stderr)
+	code, _, stderr = runCLI(t, environ, "plan", "--mapping", gone)
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `relation "no_such_table" does not exist`)
+
 	// A file that ends the transaction: refused before anything runs.
 	commit := writeFile(t, "commit.sql", "CREATE TABLE stray (x int);\nCOMMIT;\n")
 	code, _, stderr = runCLI(t, environ, "mapping", "check", "--file", commit)
