@@ -446,6 +446,26 @@ func appliedMapping(ctx context.Context, db MappingDB, empOID uint32) (*AppliedM
 	return rec.Mapping, nil
 }
 
+// ProbeMapping reads the view as syncd does, once: the view itself (so that
+// a missing privilege shows on an empty table too) and syncd_desired_of of
+// one row. A fault of the setup — no privilege on the view or on what it
+// reads, a table it reads gone — fails the statement (syncd_desired_of
+// keeps only a row's own errors) and is a *MappingError naming it.
+func ProbeMapping(ctx context.Context, db MappingDB) error {
+	_, err := db.Exec(ctx, `SELECT 1 FROM `+MappingView+` LIMIT 0`)
+	if err == nil {
+		_, err = db.Exec(ctx, `SELECT syncd_desired_of(id) FROM employees LIMIT 1`)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return &MappingError{Problems: []string{fmt.Sprintf("reading it fails: %s (SQLSTATE %s)", pe.Message, pe.Code)}}
+	}
+	if err != nil {
+		return fmt.Errorf("read the mapping view: %w", err)
+	}
+	return nil
+}
+
 // MappingReport is CheckMapping's answer: the contract, and what the view
 // gives for every row.
 type MappingReport struct {

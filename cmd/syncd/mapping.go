@@ -565,7 +565,8 @@ func printMappingPlan(e *env, out *mappingPlanOutput) {
 }
 
 // checkMappingAtStart is `syncd run`'s look at the mapping: a view that
-// breaks the contract stops it (one line naming the problem); triggers
+// breaks the contract, or that cannot be read for a reason that is not a
+// row's, stops it (one line naming the problem); triggers
 // that do not watch what the view reads, or a view changed since the last
 // apply, are a warning.
 func checkMappingAtStart(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
@@ -576,6 +577,9 @@ func checkMappingAtStart(ctx context.Context, pool *pgxpool.Pool, logger *slog.L
 		return err
 	}
 	if err := c.Err(); err != nil {
+		return fmt.Errorf("%w (`syncd mapping check` says more)", err)
+	}
+	if err := reconcile.ProbeMapping(cctx, pool); err != nil {
 		return fmt.Errorf("%w (`syncd mapping check` says more)", err)
 	}
 	if d := c.Drift(); d != "" {

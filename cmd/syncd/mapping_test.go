@@ -296,6 +296,29 @@ func TestRunRefusesBrokenMapping(t *testing.T) {
 		"its own writes would change the desired state and wake it again; read only the employee's columns (`syncd mapping check` says more)", lines[len(lines)-1])
 }
 
+// A view that cannot be read for a reason that is not a row's (a table it
+// reads is gone) stops `syncd run` at start too.
+func TestRunRefusesUnreadableMapping(t *testing.T) {
+	t.Parallel()
+	url, pool, _ := mappingDB(t)
+	_, err := pool.Exec(context.Background(), `CREATE FUNCTION title_of(code text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+		DECLARE t text;
+		BEGIN
+		    EXECUTE 'SELECT title FROM departments WHERE code = $1' INTO t USING code;
+		    RETURN t;
+		END $$;
+		CREATE TABLE departments (code text, title text);
+		CREATE OR REPLACE VIEW syncd_desired AS SELECT e.id, e.email, coalesce(title_of(e.department), e.name) AS name, e.role_code,
+		       NOT e.active AS blocked, `+defaultMetadata+` FROM employees e;
+		DROP TABLE departments`)
+	require.NoError(t, err)
+	code, _, stderr := runCLI(t, map[string]string{"DATABASE_URL": url, "LOG_FORMAT": "json", "METRICS_ADDR": "",
+		"AUTH0_DOMAIN": "http://127.0.0.1:1", "AUTH0_CLIENT_ID": "id", "AUTH0_CLIENT_SECRET": "secret"}, "run")
+	require.Equal(t, 1, code)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	require.Equal(t, `syncd: mapping view syncd_desired: reading it fails: relation "departments" does not exist (SQLSTATE 42P01) (`+"`syncd mapping check` says more)", lines[len(lines)-1])
+}
+
 // A view changed without `syncd mapping apply` is a warning at start; the
 // mapping sweep runs and says so in its metrics.
 func TestRunWarnsUnappliedMapping(t *testing.T) {
