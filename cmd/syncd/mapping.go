@@ -116,7 +116,7 @@ func cmdMapping(ctx context.Context, e *env, args []string) error {
 	bad := len(out.Report.Problems) > 0
 	if action == "apply" && !bad {
 		if out.Applied, err = reconcile.ApplyMapping(ctx, tx); err != nil {
-			return err
+			return viewFails(err)
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return fmt.Errorf("commit the mapping: %w", err)
@@ -211,11 +211,22 @@ func runMappingFile(ctx context.Context, tx pgx.Tx, path, sqlText string) error 
 // gone) a bad mapping; other errors stay errors.
 func viewFails(err error) error {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
+	if errors.As(err, &pe) && viewFault(pe.Code) {
 		return &exitStatus{code: exitBadMapping, msg: fmt.Sprintf("reading the rows through %s fails: %s: %s (SQLSTATE %s): a fault of the view, not of a row (a running syncd retries and marks nothing failed)",
 			reconcile.MappingView, pe.Severity, pe.Message, pe.Code)}
 	}
 	return err
+}
+
+// viewFault says whether SQLSTATE code is the view's doing (what it reads,
+// its privileges, its functions, its data) rather than the database's or
+// the connection's (a deadlock, a shutdown: those stay errors, status 1).
+func viewFault(code string) bool {
+	switch code[:min(2, len(code))] {
+	case "42", "P0", "38", "39", "2F", "22", "21", "0A":
+		return true
+	}
+	return false
 }
 
 // lineOf is the line of the pos-th character (1-based) of s.

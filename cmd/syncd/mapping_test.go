@@ -169,6 +169,10 @@ CREATE OR REPLACE VIEW syncd_desired AS SELECT e.id, e.email, coalesce(title_of(
 	code, _, stderr = runCLI(t, environ, "plan", "--mapping", gone)
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, `relation "no_such_table" does not exist`)
+	code, _, stderr = runCLI(t, environ, "mapping", "apply", "--file", gone)
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `relation "no_such_table" does not exist`)
+	require.Equal(t, defaultWatch, watched(t, pool), "nothing applied")
 
 	// A file that ends the transaction: refused before anything runs.
 	commit := writeFile(t, "commit.sql", "CREATE TABLE stray (x int);\nCOMMIT;\n")
