@@ -124,7 +124,7 @@ func (a *attempt) patch(ctx context.Context, req auth0.UpdateUserRequest, acts P
 	u, err := a.r.api.UpdateUser(ctx, a.userID, req)
 	switch {
 	case err == nil:
-		summary := userSummary(u, a.r.managedKeys())
+		summary := userSummary(u, a.observedKeys())
 		for _, act := range acts {
 			a.done(act, summary)
 		}
@@ -206,7 +206,7 @@ func (a *attempt) create(ctx context.Context, d Desired) error {
 			created = cfg.Now()
 		}
 		a.createdAt = &created
-		a.done(Action{Kind: ActionCreate}, userSummary(u, a.r.managedKeys()))
+		a.done(Action{Kind: ActionCreate}, userSummary(u, a.observedKeys()))
 		return nil
 	case errors.Is(err, auth0.ErrConflict):
 		// The email (or the username) exists in the connection: ours from a

@@ -141,12 +141,9 @@ var errReobserve = errors.New("auth0 state changed: observe again")
 // use; one employee is reconciled by one caller at a time across every
 // process sharing the database (a lease on the row, auth0_locked_until).
 type Reconciler struct {
-	pool *pgxpool.Pool
-	api  Auth0
-	cfg  Config
-	// keys are the managed metadata keys (LoadMapping); nil until loaded:
-	// DefaultManagedKeys.
-	keys  atomic.Pointer[ManagedKeys]
+	pool  *pgxpool.Pool
+	api   Auth0
+	cfg   Config
 	roles roleCache
 	// owner names this Reconciler's leases. A lease of its own on an
 	// employee none of its attempts is working on was left by an attempt
@@ -180,38 +177,24 @@ func New(pool *pgxpool.Pool, api Auth0, cfg Config) (*Reconciler, error) {
 // Config returns the reconciler's configuration (with defaults).
 func (r *Reconciler) Config() Config { return r.cfg }
 
-// LoadMapping reads the managed metadata keys the mapping declares
-// (syncd_managed_keys). The daemon calls it at start and with every mapping
-// sweep; until then the reconciler manages DefaultManagedKeys.
-func (r *Reconciler) LoadMapping(ctx context.Context) (ManagedKeys, error) {
-	k, err := LoadManagedKeys(ctx, r.pool)
-	if err != nil {
-		return ManagedKeys{}, err
-	}
-	r.keys.Store(&k)
-	return k, nil
-}
-
-// managedKeys are the managed metadata keys in force.
-func (r *Reconciler) managedKeys() ManagedKeys {
-	if k := r.keys.Load(); k != nil {
-		return *k
+// observedKeys are the managed keys an observation keeps: those the row's
+// desired state was computed under (read with the row), or, for a deleted
+// row's account, those syncd_managed_keys declared when its deprovision
+// began.
+func (a *attempt) observedKeys() ManagedKeys {
+	switch {
+	case a.desired != nil:
+		return a.desired.Keys
+	case a.keys != nil:
+		return *a.keys
 	}
 	return DefaultManagedKeys.withOwn()
 }
 
-// observedKeys are the managed keys an observation keeps: those the row's
-// desired state was computed under, or the reconciler's.
-func (a *attempt) observedKeys() ManagedKeys {
-	if a.desired != nil {
-		return a.desired.Keys
-	}
-	return a.r.managedKeys()
-}
-
-// desiredFor is DesiredFor under the reconciler's configuration and keys.
+// desiredFor is DesiredFor under the reconciler's configuration (the
+// managed keys come with the row).
 func (r *Reconciler) desiredFor(e *Employee) (Desired, error) {
-	return DesiredFor(e, r.cfg, r.managedKeys())
+	return DesiredFor(e, r.cfg, DefaultManagedKeys)
 }
 
 type ctxKey struct{}
@@ -242,6 +225,8 @@ type attempt struct {
 	applied   Plan
 	// desired is what the row asked for, recorded as auth0_synced_state on success.
 	desired *Desired
+	// keys are the managed keys of a deleted row's deprovision (no desired).
+	keys *ManagedKeys
 	// deleted: this attempt deleted the account (deprovision mode delete).
 	deleted bool
 	// createUnknown: a POST /users of this attempt lost its answer.

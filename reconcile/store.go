@@ -279,13 +279,18 @@ func (a *attempt) deprovision(ctx context.Context, req Deprovision) Outcome {
 func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outcome {
 	userID, email := req.UserID, req.Email
 	api := a.r.api
+	keys, err := LoadManagedKeys(ctx, a.r.pool)
+	if err != nil {
+		return a.retry(err)
+	}
+	a.keys = &keys
 	var o *Observed
 	if userID != "" {
 		u, err := api.GetUser(ctx, userID)
 		switch {
 		case err == nil:
 			if eid, ok := employeeIDOf(u); !ok || eid == a.id || a.noEmployeeCheck {
-				o = &Observed{UserID: u.UserID, State: observedState(u, a.r.managedKeys()), Linked: true}
+				o = &Observed{UserID: u.UserID, State: observedState(u, keys), Linked: true}
 			}
 		case !errors.Is(err, auth0.ErrNotFound):
 			return a.retry(err)
@@ -298,7 +303,7 @@ func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outco
 		}
 		for i := range users {
 			if eid, ok := employeeIDOf(&users[i]); ok && eid == a.id {
-				o = &Observed{UserID: users[i].UserID, State: observedState(&users[i], a.r.managedKeys()), Linked: true}
+				o = &Observed{UserID: users[i].UserID, State: observedState(&users[i], keys), Linked: true}
 				break
 			}
 		}
@@ -307,7 +312,7 @@ func (a *attempt) deprovisionAccount(ctx context.Context, req Deprovision) Outco
 		return Outcome{Result: ResultDone, Status: StatusDeprovisioned}
 	}
 	a.userID = o.UserID
-	d := Desired{State: o.State, Delete: a.r.cfg.Deprovision == DeprovisionDelete, Keys: a.r.managedKeys()}
+	d := Desired{State: o.State, Delete: a.r.cfg.Deprovision == DeprovisionDelete, Keys: keys}
 	d.Blocked = true
 	d.App = maps.Clone(o.State.App)
 	d.App["sync_status"] = syncStatusTerminated
