@@ -290,6 +290,8 @@ func (b *bench) runMapping(ctx context.Context) (*mappingResult, error) {
 // applyMapping runs `syncd mapping apply --file file` on the database, as
 // an operator does.
 func (b *bench) applyMapping(ctx context.Context, dbURL, file string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Sizes.ConvergeTimeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, b.syncd, "mapping", "apply", "--file", file) //nolint:gosec // our own binary
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -325,7 +327,7 @@ func markedRows(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 // mappingAccount is what the scenario checks of one linked account.
 type mappingAccount struct {
 	id, uid                  string
-	appDept, userDept, phone any
+	appDept, userDept, phone string // as fmt.Sprint gives them (absent: "<nil>")
 }
 
 // mappingAccounts reads every row's account from the emulator.
@@ -348,7 +350,7 @@ func mappingAccounts(ctx context.Context, db *database, e *emu) ([]mappingAccoun
 		}
 		am, _ := u["app_metadata"].(map[string]any)
 		um, _ := u["user_metadata"].(map[string]any)
-		accs[i].appDept, accs[i].userDept, accs[i].phone = am["department"], um["department"], um["phone_number"]
+		accs[i].appDept, accs[i].userDept, accs[i].phone = fmt.Sprint(am["department"]), fmt.Sprint(um["department"]), fmt.Sprint(um["phone_number"])
 	}
 	return accs, nil
 }
