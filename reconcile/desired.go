@@ -110,10 +110,6 @@ type InvalidRowError struct {
 
 func (e *InvalidRowError) Error() string { return e.Field + ": " + e.Reason }
 
-// maxMetadataBytes bounds app_metadata and user_metadata together: Auth0
-// limits a whole user profile to 10 KB.
-const maxMetadataBytes = 10 * 1024
-
 // viewRow is one syncd_desired_of result: the contract columns of the
 // employee's syncd_desired row, or why there is none.
 type viewRow struct {
@@ -202,11 +198,8 @@ func DesiredFromView(key string, keyJSON, view json.RawMessage, cfg Config, keys
 		}
 		app[k] = want
 	}
-	appJSON, _ := json.Marshal(app)
-	userJSON, _ := json.Marshal(user)
-	if n := len(appJSON) + len(userJSON); n > maxMetadataBytes {
-		return Desired{}, &InvalidRowError{Field: "app_metadata", Reason: fmt.Sprintf("and user_metadata are %d bytes together; Auth0 limits a user profile to 10 KB (%d bytes)", n, maxMetadataBytes)}
-	}
+	// Size is Auth0's to judge: its limit on a profile has an allowance
+	// that changes, and a 413 fails the row with a reason (rejected).
 	d := Desired{State: State{Email: email, Name: name, Blocked: blocked, App: app, User: user, Role: role}, Keys: keys}
 	if blocked && cfg.Deprovision == DeprovisionDelete {
 		d.Delete = true

@@ -252,7 +252,7 @@ func TestDiffConvergesProperty(t *testing.T) {
 	t.Parallel()
 	roles := []string{"r1", "r2", "r3"}
 	rapid.Check(t, func(t *rapid.T) {
-		d := Desired{State: genState(t, "d")}
+		d := Desired{State: genState(t, "d"), Keys: DefaultManagedKeys.withOwn()}
 		d.Role = rapid.SampledFrom(append([]string{""}, roles...)).Draw(t, "role")
 		d.Delete = d.Blocked && rapid.Bool().Draw(t, "delete")
 		var o *Observed

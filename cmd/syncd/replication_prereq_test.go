@@ -37,6 +37,7 @@ func TestReplicationWithoutPrivilegeSaysSoOnceAndResumes(t *testing.T) {
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON syncd_leader TO %s`,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON syncd_holds TO %s`,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON syncd_access_revocations TO %s`,
+		`GRANT SELECT ON syncd_desired, syncd_managed_keys TO %s`,
 	} {
 		x.exec(fmt.Sprintf(g, ident))
 	}

@@ -84,10 +84,13 @@ ON CONFLICT DO NOTHING;
 -- syncd_desired_of(key) is what syncd reads for one employee: the view's
 -- contract columns with the managed keys, as one jsonb object; or
 -- {"error": "..."} when the view has no row for the key, more than one, or
--- fails on this row (a division by zero, a cast). The error stays this row's:
--- it is caught here, so that a statement reading many rows is not failed by
--- one. The view is named only in this body: an operator may drop and create
--- it again.
+-- fails on this row's data (a division by zero, a cast, a subquery giving two
+-- rows, an exception a function raises). Such an error stays this row's: it
+-- is caught here, so that a statement reading many rows is not failed by one.
+-- Errors that are not the row's (no such view or column, no privilege, the
+-- server going away) fail the statement: syncd retries, and nothing is marked
+-- failed for a fault of the setup. The view is named only in this body: an
+-- operator may drop and create it again.
 CREATE OR REPLACE FUNCTION syncd_desired_of(k {{.key_type}}) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -106,7 +109,7 @@ BEGIN
     RETURN (got -> 0) || jsonb_build_object('managed', (
         SELECT jsonb_object_agg(metadata, keys) FROM (
             SELECT metadata, jsonb_agg(key ORDER BY key) AS keys FROM syncd_managed_keys GROUP BY metadata) m));
-EXCEPTION WHEN OTHERS THEN
+EXCEPTION WHEN data_exception OR cardinality_violation OR plpgsql_error THEN
     RETURN jsonb_build_object('error', 'syncd_desired: ' || SQLERRM);
 END;
 $$;
