@@ -14,9 +14,10 @@ import (
 // microPackages hold the packages' own Go benchmarks (func Benchmark…):
 // client calls/s and share of a plan's limit (issue 3), INSERT → handler
 // latency and claim throughput of the change sources (issue 5), the
-// emulator's own speed. syncbench runs them as they are and keeps their
+// emulator's own speed, the mapping sweep and apply over 10,000 rows
+// (issue 15). syncbench runs them as they are and keeps their
 // figures, rather than measuring the same things again.
-var microPackages = []string{"./auth0", "./outbox", "./auth0/emulator"}
+var microPackages = []string{"./auth0", "./outbox", "./auth0/emulator", "./reconcile"}
 
 // microResult is one line of `go test -bench` output.
 type microResult struct {

@@ -38,7 +38,8 @@ type daemon struct {
 	guard        *reconcile.Guard
 	scan         *reconcile.ScanLoop
 	rescue       *reconcile.Rescuer
-	bulk         *reconcile.Bulk // users-import jobs for a large backlog of new employees
+	bulk         *reconcile.Bulk         // users-import jobs for a large backlog of new employees
+	mappingSweep *reconcile.MappingSweep // nil: --mapping-sweep-interval 0
 	metrics      *metrics
 	running      atomic.Int64 // reconciles past the breaker
 	metricsAddr  string
@@ -130,6 +131,9 @@ func (d *daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.scan.Run(gctx) })
 	g.Go(func() error { return d.rescue.Run(gctx) })
 	g.Go(func() error { return d.bulk.Run(gctx) })
+	if d.mappingSweep != nil {
+		g.Go(func() error { return d.mappingSweep.Run(gctx) })
+	}
 	if d.metricsAddr != "" {
 		ln, err := net.Listen("tcp", d.metricsAddr)
 		if err != nil {

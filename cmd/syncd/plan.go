@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	register("plan", "show the drift a scan would fix, without fixing it (makes no write call); --detailed-exitcode: 2 when there is drift", cmdPlan)
+	register("plan", "show the drift a scan would fix, without fixing it (makes no write call); --mapping F: what a change of the mapping would do; --detailed-exitcode: 2 when there is drift", cmdPlan)
 }
 
 // planEntry is one line of `syncd plan`.
@@ -71,6 +71,8 @@ func plan(ctx context.Context, e *env, args []string) error {
 		log      logConfig
 		asJSON   bool
 		detailed bool
+		// mappingFile: plan a change of the mapping instead of drift.
+		mappingFile string
 
 		scanTimeout time.Duration
 	)
@@ -83,8 +85,16 @@ func plan(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	fs.BoolVar(&detailed, "detailed-exitcode", false, "exit status 0: no drift, 2: drift to fix, 1: an error (as terraform plan -detailed-exitcode)")
 	scanTimeoutOK := registerScanTimeout(fs, e, &scanTimeout)
+	registerMappingFile(fs, &mappingFile, "plan")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if mappingFile != "" {
+		// No Auth0 call: the Auth0 settings do not matter.
+		if err := e.check(fs, db.validate(), mapping.validate(), log.validate()); err != nil {
+			return err
+		}
+		return planMapping(ctx, e, &db, &mapping, mappingFile, asJSON, detailed)
 	}
 	if err := e.check(fs, scanTimeoutOK(), validateScanTimeout(scanTimeout), db.validate(), a0.validate(), client.validate(), mapping.validate(), log.validate()); err != nil {
 		return err

@@ -46,6 +46,7 @@ type runConfig struct {
 	ReconcileTimeout     time.Duration
 	OutboxLease          time.Duration
 	DeprovisionSettle    time.Duration
+	MappingSweep         time.Duration
 
 	maxDeprovision reconcile.Limit
 	checks         []func() error
@@ -76,6 +77,8 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 		envDuration(fs, e, &c.DeprovisionSettle, "deprovision-settle", "SYNCD_DEPROVISION_SETTLE", 10*time.Second, "how long a deprovision waits to be counted with the rest of its batch against --max-deprovision"),
 		envDuration(fs, e, &c.ShutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight reconciles"),
 		envDuration(fs, e, &c.OutboxLease, "outbox-lease", "SYNCD_OUTBOX_LEASE", time.Minute, "how long claimed outbox rows stay this process's without renewal; a killed process's rows are taken over after that (notify source)"),
+		envDuration(fs, e, &c.MappingSweep, "mapping-sweep-interval", "SYNCD_MAPPING_SWEEP_INTERVAL", time.Minute,
+			"time between mapping sweeps, which mark pending the rows whose desired state (syncd_desired) changed where no trigger sees: a table the view joins, the date (one replica sweeps per interval; 0: off)"),
 		envDuration(fs, e, &c.ReconcileTimeout, "reconcile-timeout", "SYNCD_RECONCILE_TIMEOUT", 30*time.Second, "longest one reconcile may take; the employee's lease lasts 15s longer, so a crashed worker's rows are taken over after that"),
 	)
 	if err := parseFlags(fs, args); err != nil {
@@ -113,6 +116,9 @@ func parseRunConfig(e *env, args []string) (*runConfig, error) {
 	}
 	if c.DeprovisionSettle < 100*time.Millisecond || c.DeprovisionSettle > 10*time.Minute {
 		bad(settingf("SYNCD_DEPROVISION_SETTLE", "must be 100ms..10m, got %s", c.DeprovisionSettle))
+	}
+	if c.MappingSweep != 0 && c.MappingSweep < 100*time.Millisecond {
+		bad(settingf("SYNCD_MAPPING_SWEEP_INTERVAL", "must be 0 (off) or at least 100ms, got %s", c.MappingSweep))
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad(settingf("SYNCD_SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout))
@@ -187,6 +193,10 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	if current > syncdsql.Latest() {
 		logger.WarnContext(ctx, "database schema is newer than this syncd knows: a newer syncd migrated it; this one runs on (migrations are additive), upgrade it",
 			"schema_version", current, "known", syncdsql.Latest())
+	}
+	if err := checkMappingAtStart(ctx, pool, logger); err != nil {
+		pool.Close()
+		return nil, nil, err
 	}
 
 	m := newMetrics()
@@ -263,6 +273,7 @@ func newDaemon(ctx context.Context, c *runConfig, logger *slog.Logger) (*daemon,
 	}
 	d.retry = outbox.NewRetryTimer(pool, d.queue, outbox.RetryConfig{Logger: logger})
 	d.rescue = reconcile.NewRescuer(d.rec, d.queue.Enqueue, 0)
+	d.mappingSweep = newMappingSweep(c.MappingSweep, pool, d.faults.owner, m, logger)
 	if err := d.newConsole(&c.console); err != nil {
 		pool.Close()
 		return nil, nil, err

@@ -47,6 +47,7 @@ func (c *runConfig) settings() []setting {
 		{"outbox-lease", c.OutboxLease.String()},
 		{"slot", c.SlotName},
 		{"reconcile-timeout", c.ReconcileTimeout.String()},
+		{"mapping-sweep-interval", c.MappingSweep.String()},
 		{"shutdown-timeout", c.ShutdownTimeout.String()},
 		{"metrics-addr", c.MetricsAddr},
 		{"log-level", c.log.Level},
