@@ -109,6 +109,13 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 				})
 			}
 		}
+		if cfg.runs(scMapping) {
+			step("mapping change", func() error {
+				m, err := b.runMapping(ctx)
+				keep(func() { res.Mapping = m })
+				return err
+			})
+		}
 		if cfg.runs(scTriggers) {
 			step("trigger overhead", func() error {
 				t, err := b.runTriggers(ctx)

@@ -29,9 +29,10 @@ const (
 	scOffboard  = "offboard"
 	scReference = "reference"
 	scKeys      = "keys"
+	scMapping   = "mapping"
 )
 
-var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scReference, scDrift, scTriggers, scRateLimit, scBulk, scIdle, scKeys}
+var allScenarios = []string{scMicro, scLatency, scOffboard, scBackfill, scReference, scDrift, scTriggers, scRateLimit, scBulk, scIdle, scKeys, scMapping}
 
 // config is every setting of one benchmark run.
 type config struct {
@@ -74,6 +75,10 @@ type sizes struct {
 	// Keys: the backfill and single-row inserts on each key type.
 	KeysBackfill int `json:"keys_backfill"`
 	KeysInserts  int `json:"keys_latency_inserts"`
+	// Mapping: employees synced, of whom a mapping change affects
+	// MappingAffected.
+	MappingEmployees int `json:"mapping_employees"`
+	MappingAffected  int `json:"mapping_affected"`
 }
 
 func fullSizes() sizes {
@@ -83,6 +88,7 @@ func fullSizes() sizes {
 		TriggerRows: 10000, TriggerBatch: 10000, TriggerBatches: 2, TriggerRounds: 3,
 		Idle: 60 * time.Second, ConvergeTimeout: 10 * time.Minute, DriftSeedWorkers: 8,
 		OffboardEmployees: 2500, OffboardLeavers: 100, KeysBackfill: 5000, KeysInserts: 200,
+		MappingEmployees: 10000, MappingAffected: 100,
 	}
 }
 
@@ -93,6 +99,7 @@ func quickSizes() sizes {
 		TriggerRows: 300, TriggerBatch: 1000, TriggerBatches: 2, TriggerRounds: 1,
 		Idle: 3 * time.Second, ConvergeTimeout: 2 * time.Minute, DriftSeedWorkers: 4,
 		OffboardEmployees: 300, OffboardLeavers: 10, KeysBackfill: 200, KeysInserts: 10,
+		MappingEmployees: 300, MappingAffected: 10,
 	}
 }
 

@@ -9,13 +9,13 @@ import (
 	"time"
 )
 
-// groupSizes reads syncd's group-commit counters: employees per claim
-// transaction and per outcome transaction (0 when none ran).
-func (p *syncdProc) groupSizes() (claim, record float64, err error) {
+// readMetrics reads syncd's metrics: each sample's value by its name and
+// labels as exposed (`name{label="value"}`).
+func (p *syncdProc) readMetrics() (map[string]float64, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + p.metrics + "/metrics")
 	if err != nil {
-		return 0, 0, fmt.Errorf("read syncd metrics: %w", err)
+		return nil, fmt.Errorf("read syncd metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	v := map[string]float64{}
@@ -23,21 +23,29 @@ func (p *syncdProc) groupSizes() (claim, record float64, err error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "syncd_group_commit_") {
+		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
+		i := strings.LastIndexByte(line, ' ') // a label's value may hold spaces
+		if i < 0 {
 			continue
 		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			continue
+		if f, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			v[line[:i]] = f
 		}
-		v[name] = f
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, fmt.Errorf("read syncd metrics: %w", err)
+		return nil, fmt.Errorf("read syncd metrics: %w", err)
+	}
+	return v, nil
+}
+
+// groupSizes reads syncd's group-commit counters: employees per claim
+// transaction and per outcome transaction (0 when none ran).
+func (p *syncdProc) groupSizes() (claim, record float64, err error) {
+	v, err := p.readMetrics()
+	if err != nil {
+		return 0, 0, err
 	}
 	per := func(kind string) float64 {
 		f := v[`syncd_group_commit_flushes_total{kind="`+kind+`"}`]

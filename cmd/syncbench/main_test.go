@@ -80,12 +80,24 @@ func TestQuick(t *testing.T) {
 	require.NotNil(t, r.Offboard)
 	require.True(t, r.Offboard.Verified)
 	require.InDelta(t, 3, r.Offboard.CallsPerLeaver, 0.01, "a leaver costs the block and two revocations")
+	m := r.Mapping
+	require.NotNil(t, m)
+	require.True(t, m.Verified, "the affected accounts changed, no other")
+	require.Positive(t, m.Affected)
+	require.Equal(t, int64(m.Affected), m.MarkedPending, "the apply marks pending the rows whose desired state changed")
+	require.True(t, m.MarkedExact, "and exactly those")
+	require.Equal(t, int64(m.Affected), m.Writes, "one write per affected employee")
+	require.Zero(t, m.Reads, "a mapping change reads nothing from Auth0")
+	require.Equal(t, int64(m.Employees), m.UnreadRows)
+	require.Zero(t, m.UnreadOutbox, "a column the view does not read queues nothing")
+	require.Zero(t, m.UnreadPending, "nor marks a row pending")
+	require.Zero(t, m.UnreadCalls, "nor calls Auth0")
 	require.NotEmpty(t, r.Targets)
 
 	doc, err := os.ReadFile(md)
 	require.NoError(t, err)
 	for _, want := range []string{"# syncd benchmarks", "-quick run", "## Targets (issue 7)", "## 1. Latency", "## 2. Backfill",
-		"## 3. Rate-limited", "## 4. Drift scan", "## 5. Trigger overhead", "## 6. Idle cost", "## Offboarding"} {
+		"## 3. Rate-limited", "## 4. Drift scan", "## 5. Trigger overhead", "## 6. Idle cost", "## Offboarding", "## Mapping change"} {
 		require.Contains(t, string(doc), want)
 	}
 	require.Contains(t, stdout.String(), "MEASURE")

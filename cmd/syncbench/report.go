@@ -38,6 +38,7 @@ type results struct {
 	Keys        []*keysResult    `json:"keys,omitempty"`
 	Micro       []microResult    `json:"package_benchmarks,omitempty"`
 	Offboard    *offboardResult  `json:"offboarding,omitempty"`
+	Mapping     *mappingResult   `json:"mapping_change,omitempty"`
 
 	Targets []target `json:"targets"`
 	Errors  []string `json:"errors,omitempty"`
@@ -158,6 +159,7 @@ func (r *results) evaluate() {
 			add(fmt.Sprintf("drift scan peak RSS, %d users", d.Users), "≤ 100 MiB", d.PeakRSSMiB, fmt.Sprintf("%.1f MiB", d.PeakRSSMiB), d.PeakRSSMiB <= 100)
 		}
 	}
+	r.evaluateMapping(add)
 	if tr := r.Triggers; tr != nil {
 		for _, c := range tr.Cases {
 			add("trigger overhead, "+c.Workload, "≤ 15 %", c.OverheadPct, fmt.Sprintf("%.1f %%", c.OverheadPct), c.OverheadPct <= 15)
@@ -321,6 +323,7 @@ func (r *results) markdown() []byte {
 			p("| %s | %.0f s | %.2f s | %.3f %% | %.1f MiB | %.1f MiB | %d | %d |\n", i.Source, i.Seconds, i.CPUS, i.CPUPct, i.RSSMiB, i.PeakRSSMiB, i.Auth0Calls, i.DBXacts)
 		}
 	}
+	r.markdownMapping(p)
 	if len(r.Keys) > 0 {
 		p("\n## Employee keys: bigint, uuid, text (issue 18)\n\n")
 		p("The same backfill (unlimited emulator, notify, default flags) and the same single-row INSERT → `synced` latency (one at a time, polled every millisecond)\n")
