@@ -787,16 +787,20 @@ func markChangedSQL(after, paged bool) string {
 	}
 	return `
 	WITH page AS MATERIALIZED (
-	    SELECT id, CASE WHEN auth0_sync_status IN ` + outcomeStatuses + ` THEN md5(syncd_desired_of(id)::text) END AS hash
+	    SELECT id, auth0_desired_hash AS recorded,
+	           CASE WHEN auth0_sync_status IN ` + outcomeStatuses + ` THEN md5(syncd_desired_of(id)::text) END AS hash
 	      FROM employees ` + where + `
 	     ORDER BY id ` + limit + `
 	), marked AS (
 	    UPDATE employees e SET auth0_sync_status = 'pending', auth0_next_attempt_at = NULL
 	      FROM page p
-	     WHERE e.id = p.id AND p.hash IS NOT NULL
+	     WHERE e.id = p.id AND p.hash IS NOT NULL AND p.hash IS DISTINCT FROM p.recorded
 	       AND e.auth0_sync_status IN ` + outcomeStatuses + `
 	       AND (e.auth0_locked_until IS NULL OR e.auth0_locked_until < now())
-	       AND p.hash IS DISTINCT FROM e.auth0_desired_hash
+	       -- An outcome recorded since the page was read (a row updated
+	       -- meanwhile is rechecked in its new version, against the page's
+	       -- hash, which may be older than that outcome): the next sweep.
+	       AND e.auth0_desired_hash IS NOT DISTINCT FROM p.recorded
 	    RETURNING e.id
 	), queued AS (
 	    INSERT INTO auth0_outbox (employee_id, op) SELECT id, 'update' FROM marked ORDER BY id
