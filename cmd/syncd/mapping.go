@@ -73,30 +73,13 @@ func cmdMapping(ctx context.Context, e *env, args []string) error {
 	if err := e.check(fs, db.validate(), mapping.validate(), log.validate()); err != nil {
 		return err
 	}
-	sqlText, err := readMappingFile(file)
+	// Before the file changes the view, an apply takes the mapping's lock:
+	// two applies run one after the other, never interleaved.
+	tx, done, err := mappingTx(ctx, db.URL, file, action == "apply")
 	if err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, db.URL)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer pool.Close()
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	if action == "apply" {
-		// Before the file changes the view: two applies run one after
-		// the other, never interleaved.
-		if err := reconcile.LockMapping(ctx, tx); err != nil {
-			return err
-		}
-	}
-	if err := runMappingFile(ctx, tx, file, sqlText); err != nil {
-		return err
-	}
+	defer done()
 	out := mappingOutput{File: file}
 	if action == "check" {
 		if out.Report, err = reconcile.CheckMapping(ctx, tx, mapping.cfg); err != nil {
@@ -475,23 +458,11 @@ func planMapping(ctx context.Context, e *env, db *dbConfig, mapping *mappingConf
 }
 
 func planMappingOnce(ctx context.Context, e *env, db *dbConfig, mapping *mappingConfig, file string, asJSON, detailed bool) error {
-	sqlText, err := readMappingFile(file)
+	tx, done, err := mappingTx(ctx, db.URL, file, false)
 	if err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, db.URL)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer pool.Close()
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // always rolled back
-	if err := runMappingFile(ctx, tx, file, sqlText); err != nil {
-		return err
-	}
+	defer done() // always rolled back
 	c, err := reconcile.CheckMappingContract(ctx, tx)
 	if err != nil {
 		return err
@@ -622,4 +593,38 @@ func newMappingSweep(every time.Duration, pool *pgxpool.Pool, owner string, m *m
 			sweeps.WithLabelValues("success").Inc()
 			marked.Add(float64(n))
 		}})
+}
+
+// mappingTx connects to url, begins the transaction a mapping command works
+// in, takes the mapping's lock if lock, and runs the SQL file (if one is
+// given) in it. done rolls back what was not committed and disconnects.
+func mappingTx(ctx context.Context, url, file string, lock bool) (pgx.Tx, func(), error) {
+	sqlText, err := readMappingFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	done := func() {
+		_ = tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
+		pool.Close()
+	}
+	if lock {
+		if err := reconcile.LockMapping(ctx, tx); err != nil {
+			done()
+			return nil, nil, err
+		}
+	}
+	if err := runMappingFile(ctx, tx, file, sqlText); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return tx, done, nil
 }
