@@ -191,8 +191,9 @@ func DesiredFromView(key string, keyJSON, view json.RawMessage, cfg Config, keys
 	if err != nil {
 		return Desired{}, err
 	}
-	own := map[string]any{"employee_id": keyValue(key, keyJSON), "created_by": cfg.CreatedBy}
-	for k, want := range normalizeMap(own) {
+	own := normalizeMap(map[string]any{"employee_id": keyValue(key, keyJSON), "created_by": cfg.CreatedBy})
+	for _, k := range ownKeys {
+		want := own[k]
 		if got, ok := app[k]; ok && !reflect.DeepEqual(got, want) {
 			return Desired{}, &InvalidRowError{Field: "app_metadata." + k, Reason: fmt.Sprintf("is syncd's (%v): the mapping must leave it out, or give that value", want)}
 		}
