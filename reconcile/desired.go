@@ -125,16 +125,17 @@ type viewRow struct {
 }
 
 // DesiredFor computes what Auth0 should hold for e (its syncd_desired row,
-// read with it) under cfg, with keys the managed metadata keys.
-func DesiredFor(e *Employee, cfg Config, keys ManagedKeys) (Desired, error) {
-	return DesiredFromView(e.ID, e.IDValue, e.View, cfg, keys)
+// read with it) under cfg.
+func DesiredFor(e *Employee, cfg Config) (Desired, error) {
+	return DesiredFromView(e.ID, e.IDValue, e.View, cfg)
 }
 
 // DesiredFromView computes what Auth0 should hold for the employee key
 // (keyJSON: to_jsonb(id)) from view, what syncd_desired_of(key) gave. The
-// managed keys are those read with the view (keys when it has none). Every
-// way the row or the mapping can be wrong is an *InvalidRowError saying so.
-func DesiredFromView(key string, keyJSON, view json.RawMessage, cfg Config, keys ManagedKeys) (Desired, error) {
+// managed keys are those syncd_desired_of read with the row
+// (DefaultManagedKeys for a view given without them). Every way the row or
+// the mapping can be wrong is an *InvalidRowError saying so.
+func DesiredFromView(key string, keyJSON, view json.RawMessage, cfg Config) (Desired, error) {
 	if len(view) == 0 || string(view) == "null" {
 		return Desired{}, &InvalidRowError{Field: "syncd_desired", Reason: "was not read for this employee"}
 	}
@@ -142,6 +143,7 @@ func DesiredFromView(key string, keyJSON, view json.RawMessage, cfg Config, keys
 	if err := json.Unmarshal(view, &v); err != nil {
 		return Desired{}, &InvalidRowError{Field: "syncd_desired", Reason: "gave something that is not a row: " + err.Error()}
 	}
+	keys := DefaultManagedKeys
 	if v.Managed != nil {
 		keys = *v.Managed
 	}

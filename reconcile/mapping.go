@@ -520,10 +520,6 @@ func CheckMapping(ctx context.Context, db MappingDB, cfg Config) (*MappingReport
 		return rep, nil
 	}
 	cfg = cfg.WithDefaults()
-	keys, err := LoadManagedKeys(ctx, db)
-	if err != nil {
-		return nil, fmt.Errorf("read the managed keys: %w", err)
-	}
 	byReason := map[string]*MappingFailure{}
 	var others []MappingSample
 	err = mappingRows(ctx, db, func(r mappingRow) error {
@@ -534,7 +530,7 @@ func CheckMapping(ctx context.Context, db MappingDB, cfg Config) (*MappingReport
 				rep.ChangedKeys = append(rep.ChangedKeys, r.key)
 			}
 		}
-		d, err := DesiredFromView(r.key, r.keyJSON, r.view, cfg, keys)
+		d, err := DesiredFromView(r.key, r.keyJSON, r.view, cfg)
 		if err != nil {
 			var ire *InvalidRowError
 			if !errors.As(err, &ire) {
@@ -886,12 +882,8 @@ type MappingChange struct {
 // last applied. No Auth0 call: a row without that record says so in Note.
 func PlanMapping(ctx context.Context, db MappingDB, cfg Config) ([]MappingChange, error) {
 	cfg = cfg.WithDefaults()
-	keys, err := LoadManagedKeys(ctx, db)
-	if err != nil {
-		return nil, fmt.Errorf("read the managed keys: %w", err)
-	}
 	out := []MappingChange{}
-	err = mappingRows(ctx, db, func(r mappingRow) error {
+	err := mappingRows(ctx, db, func(r mappingRow) error {
 		if !r.changed {
 			return nil
 		}
@@ -899,7 +891,7 @@ func PlanMapping(ctx context.Context, db MappingDB, cfg Config) ([]MappingChange
 		if r.userID != nil {
 			ch.UserID = *r.userID
 		}
-		d, err := DesiredFromView(r.key, r.keyJSON, r.view, cfg, keys)
+		d, err := DesiredFromView(r.key, r.keyJSON, r.view, cfg)
 		if err != nil {
 			var ire *InvalidRowError
 			if !errors.As(err, &ire) {

@@ -47,7 +47,7 @@ func TestDefaultViewIsTheBuiltInMapping(t *testing.T) {
 		for _, r := range rows {
 			e, err := scanEmployee(conn.QueryRow(ctx, `SELECT `+employeeColumns+` FROM employees WHERE id = $1`, r.ID))
 			require.NoError(t, err)
-			got, gotErr := DesiredFor(e, cfg, DefaultManagedKeys)
+			got, gotErr := DesiredFor(e, cfg)
 			want, wantErr := desiredOf(r, cfg)
 			if wantErr != nil {
 				require.EqualError(t, gotErr, wantErr.Error(), "row %+v", r)

@@ -191,10 +191,9 @@ func (a *attempt) observedKeys() ManagedKeys {
 	return DefaultManagedKeys.withOwn()
 }
 
-// desiredFor is DesiredFor under the reconciler's configuration (the
-// managed keys come with the row).
+// desiredFor is DesiredFor under the reconciler's configuration.
 func (r *Reconciler) desiredFor(e *Employee) (Desired, error) {
-	return DesiredFor(e, r.cfg, DefaultManagedKeys)
+	return DesiredFor(e, r.cfg)
 }
 
 type ctxKey struct{}

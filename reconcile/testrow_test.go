@@ -62,5 +62,5 @@ func (r *testRow) employee() *Employee {
 
 // desiredOf is DesiredFor of r under cfg and the default managed keys.
 func desiredOf(r *testRow, cfg Config) (Desired, error) {
-	return DesiredFor(r.employee(), cfg, DefaultManagedKeys)
+	return DesiredFor(r.employee(), cfg)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -72,12 +71,10 @@ func cmdGuard(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
 		if waiting == nil {
 			waiting = []reconcile.HeldDeprovision{}
 		}
-		return enc.Encode(waiting)
+		return printJSON(e, waiting)
 	}
 	printWaiting(e, waiting, true)
 	return nil

@@ -106,9 +106,7 @@ func cmdMapping(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := printJSON(e, out); err != nil {
 			return err
 		}
 	} else {
@@ -479,9 +477,7 @@ func planMappingOnce(ctx context.Context, e *env, db *dbConfig, mapping *mapping
 		}
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := printJSON(e, out); err != nil {
 			return err
 		}
 	} else {

@@ -49,9 +49,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := printJSON(e, rep); err != nil {
 			return err
 		}
 	} else {
@@ -185,4 +183,12 @@ func printWaiting(e *env, waiting []reconcile.HeldDeprovision, all bool) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", h.State, h.Kind, emp, cmp.Or(h.UserID, "-"), h.Since.Local().Format(time.DateTime))
 	}
 	w.Flush()
+}
+
+// printJSON writes v to standard output as the commands' --json prints it:
+// indented, one document.
+func printJSON(e *env, v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
